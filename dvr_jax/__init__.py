@@ -1,0 +1,1 @@
+"""dvr_jax: explainable data valuation and metric adaption for recommendation, in JAX."""

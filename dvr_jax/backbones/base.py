@@ -1,0 +1,51 @@
+"""The backbone interface: a NamedTuple of pure functions (optax GradientTransformation style).
+
+Every backbone (MF, NeuMF, MGCF, LightGCN) is built by a factory
+`make_<name>(n_users, n_items, **hyperparameters) -> Backbone`. Training steps, samplers,
+the valuator and the evaluator only use this interface, so any backbone plugs into any method.
+
+The step calls `encode` once and then looks up as many pairs as it needs, so graph
+propagation (LightGCN, MGCF) runs once per step, never per lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from dvr_jax.typing import Array, Params, PRNGKey
+
+Reps = Any  # backbone-specific pytree of final representations (output of `encode`)
+Graph = Any  # backbone-specific pytree of device arrays built once from training pairs
+
+
+class Backbone(NamedTuple):
+    """Pure functions of a recommendation backbone.
+
+    Attributes:
+      name: registry name ("mf", "neumf", "mgcf", "lightgcn").
+      init: `init(key) -> params`.
+      build_graph: host-side, called once: `build_graph(train_pairs int[P, 2]) -> Graph`
+        (None for backbones without a graph).
+      encode: `encode(params, graph) -> reps`: final representations (propagation for
+        graph backbones; the identity on params for MF).
+      score_pairs: `score_pairs(reps, users i32[B], items i32[B], key=None) -> f32[B]`
+        pre-sigmoid scores; `key` enables dropout (NeuMF) in training, None is deterministic.
+      score_all: `score_all(reps, users i32[C]) -> f32[C, I]`.
+      pair_features: `pair_features(reps, users, pos, neg) -> f32[B, F]`: per-sample
+        representation features for the data valuator (callers apply stop_gradient).
+      regularizer: `regularizer(params, reps, users, pos, neg) -> f32[]`: batch L2 term added
+        to the loss (0 for backbones regularised by coupled weight decay).
+      weight_decay: coupled (torch-style) L2 weight decay applied by the optimizer.
+    """
+
+    name: str
+    init: Callable[[PRNGKey], Params]
+    build_graph: Callable[[np.ndarray], Graph]
+    encode: Callable[..., Reps]
+    score_pairs: Callable[..., Array]
+    score_all: Callable[[Reps, Array], Array]
+    pair_features: Callable[[Reps, Array, Array, Array], Array]
+    regularizer: Callable[..., Array]
+    weight_decay: float
