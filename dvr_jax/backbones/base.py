@@ -33,8 +33,9 @@ class Backbone(NamedTuple):
       score_pairs: `score_pairs(reps, users i32[B], items i32[B], key=None) -> f32[B]`
         pre-sigmoid scores; `key` enables dropout (NeuMF) in training, None is deterministic.
       score_all: `score_all(reps, users i32[C]) -> f32[C, I]`.
-      pair_features: `pair_features(reps, users, pos, neg) -> f32[B, F]`: per-sample
-        representation features for the data valuator (callers apply stop_gradient).
+      pair_features: `pair_features(params, users, pos, neg) -> f32[B, F]`: per-sample
+        *ego* (layer-0) embeddings [user; pos; neg] for the data valuator (ALGORITHMS §1.1;
+        F = 3D, 6D for NeuMF's GMF+MLP tables). Callers apply stop_gradient.
       regularizer: `regularizer(params, reps, users, pos, neg) -> f32[]`: batch L2 term added
         to the loss (0 for backbones regularised by coupled weight decay).
       weight_decay: coupled (torch-style) L2 weight decay applied by the optimizer.

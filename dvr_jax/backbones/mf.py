@@ -59,9 +59,9 @@ def make_mf(
     def score_all(reps: Params, users: Array) -> Array:
         return reps["user"][users] @ reps["item"].T
 
-    def pair_features(reps: Params, users: Array, pos: Array, neg: Array) -> Array:
+    def pair_features(params: Params, users: Array, pos: Array, neg: Array) -> Array:
         return jnp.concatenate(
-            [reps["user"][users], reps["item"][pos], reps["item"][neg]], axis=-1
+            [params["user"][users], params["item"][pos], params["item"][neg]], axis=-1
         )
 
     def regularizer(params, reps, users, pos, neg) -> Array:
