@@ -1,0 +1,344 @@
+"""Chunked full-ranking evaluation on device: mask, top-K and metrics in one jit per chunk.
+
+For each chunk of C users: score all items (`backbone.score_all`), set the excluded items to
+-inf with one scatter into the score matrix, take `jax.lax.top_k` (ties: lower item index
+first), find the held-out items among the top-K_max, and compute every (metric, K) from
+that one list (ALGORITHMS.md §3). Per-user values are summed over chunks; means are over
+evaluated users, and Gini@K comes from the pooled top-K exposure counts of all of them.
+
+Three entry points:
+  * `evaluate_chunk`: pure per-chunk metrics (traceable).
+  * `evaluate_on_device`: pure, traceable loop over chunks with `lax.scan`, for use inside
+    another jitted function (DVR's metric rewards); no host syncs.
+  * `evaluate` / `topk_lists`: host drivers that jit the chunk step once per shape and
+    return Python floats / NumPy lists.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dvr_jax.backbones.base import Backbone, Graph, Reps
+from dvr_jax.evaluation import metrics
+from dvr_jax.evaluation.eval_arrays import EvalArrays, make_eval_arrays
+from dvr_jax.typing import Array, Params
+
+ScoreAll = Callable[[Reps, Array], Array]
+Totals = dict[str, dict[str, Array]]
+
+CATEGORY_METRICS = ("cc", "cc_global", "ild")
+
+
+class EvalChunk(NamedTuple):
+    """One chunk of `EvalArrays` (the same fields without the leading n_chunks axis)."""
+
+    users: Array  # int32[C]
+    user_mask: Array  # bool[C]
+    n_pos: Array  # int32[C]
+    exclude_rows: Array  # int32[L_E]
+    exclude_items: Array  # int32[L_E]
+    heldout_rows: Array  # int32[L_G]
+    heldout_items: Array  # int32[L_G]
+
+
+def stacked_chunks(eval_arrays: EvalArrays) -> EvalChunk:
+    """All chunks as one `EvalChunk` of arrays with a leading n_chunks axis (scan xs)."""
+    return EvalChunk(*(getattr(eval_arrays, name) for name in EvalChunk._fields))
+
+
+def chunk_at(eval_arrays: EvalArrays, index: Array | int) -> EvalChunk:
+    """Chunk `index` (a traced int32[] is fine) of the evaluation arrays."""
+    return jax.tree.map(lambda array: array[index], stacked_chunks(eval_arrays))
+
+
+def rank_chunk(score_all: ScoreAll, reps: Reps, chunk: EvalChunk, k: int) -> tuple[Array, Array]:
+    """Top-K items of a chunk of users with the exclusion set ranked at -inf.
+
+    If a user has fewer than K non-excluded items, the list is completed with excluded
+    items (score -inf), lower index first.
+
+    Args:
+      score_all: `score_all(reps, users int32[C]) -> float32[C, I]`.
+      reps: the backbone representations (output of `encode`).
+      chunk: the chunk's users and (row, item) lists.
+      k: K, the list length.
+
+    Returns:
+      (items int32[C, K], scores float32[C, K]) sorted by descending score.
+    """
+    scores = score_all(reps, chunk.users).astype(jnp.float32)
+    scores = scores.at[chunk.exclude_rows, chunk.exclude_items].set(-jnp.inf, mode="drop")
+    top_scores, top_items = jax.lax.top_k(scores, k)
+    return top_items.astype(jnp.int32), top_scores
+
+
+def heldout_hits(chunk: EvalChunk, top_items: Array) -> Array:
+    """hits[c, r] = [top_items[c, r] ∈ G_u] from the chunk's held-out (row, item) list.
+
+    Compares each held-out pair with its row's top-K (L_G x K work) and scatters the
+    matches back, so no dense [C, I] held-out matrix is built.
+
+    Args:
+      chunk: the chunk; held-out pairs are unique per user.
+      top_items: int32[C, K].
+
+    Returns:
+      bool[C, K].
+    """
+    n_rows = top_items.shape[0]
+    rows = jnp.minimum(chunk.heldout_rows, n_rows - 1)  # pads gather any row ...
+    matches = top_items[rows] == chunk.heldout_items[:, None]  # [L_G, K]
+    counts = jnp.zeros(top_items.shape, jnp.int32)
+    # ... and are dropped here (their row index is C).
+    counts = counts.at[chunk.heldout_rows].add(matches.astype(jnp.int32), mode="drop")
+    return counts > 0
+
+
+def _category_metrics(
+    chunk: EvalChunk, top_items: Array, ks: Sequence[int], item_categories: Array
+) -> dict[str, Array]:
+    """cc@k, cc_global@k, ild@k per user, float32[C] each."""
+    n_rows = top_items.shape[0]
+    rec_categories = item_categories[top_items]  # [C, K_max, n_cat]
+    target = jax.ops.segment_sum(
+        item_categories[chunk.heldout_items], chunk.heldout_rows, num_segments=n_rows
+    )  # pad rows (= C) are dropped
+    target = target > 0
+    out = {}
+    for k in ks:
+        cats_k = rec_categories[:, :k]
+        out[f"cc@{k}"] = metrics.category_coverage_at_k(cats_k, target)
+        out[f"cc_global@{k}"] = metrics.category_coverage_global_at_k(cats_k)
+        out[f"ild@{k}"] = metrics.intra_list_distance_at_k(cats_k)
+    return out
+
+
+def evaluate_chunk(
+    score_all: ScoreAll,
+    reps: Reps,
+    chunk: EvalChunk,
+    *,
+    ks: Sequence[int] = (10, 20),
+    item_categories: Array | None = None,
+) -> tuple[dict[str, Array], Array]:
+    """Per-user metrics of one chunk for every (metric, K), from one top-K_max list.
+
+    Args:
+      score_all: `score_all(reps, users int32[C]) -> float32[C, I]`.
+      reps: the backbone representations.
+      chunk: the chunk (see `chunk_at`).
+      ks: cut-offs K; the list has length max(ks).
+      item_categories: optional float32[I, n_cat] multi-hot categories; adds cc, cc_global
+        and ild.
+
+    Returns:
+      (per_user, top_items): per_user maps "recall@K", "recall_norm@K", "ndcg@K",
+      "precision@K", "hit@K" (and the category metrics) to float32[C], zero on pad rows;
+      top_items is int32[C, max(ks)].
+    """
+    top_items, _ = rank_chunk(score_all, reps, chunk, max(ks))
+    hits = heldout_hits(chunk, top_items)
+    per_user = {
+        f"{name}@{k}": fn(hits[:, :k], chunk.n_pos)
+        for k in ks
+        for name, fn in metrics.HIT_METRICS.items()
+    }
+    if item_categories is not None:
+        per_user.update(_category_metrics(chunk, top_items, ks, item_categories))
+    weight = chunk.user_mask.astype(jnp.float32)
+    return {key: value * weight for key, value in per_user.items()}, top_items
+
+
+def _accumulate(
+    score_all: ScoreAll,
+    ks: tuple[int, ...],
+    totals: Totals,
+    reps: Reps,
+    chunk: EvalChunk,
+    item_categories: Array | None,
+) -> Totals:
+    """Adds a chunk's per-user metric sums and top-K exposure counts to the totals."""
+    per_user, top_items = evaluate_chunk(
+        score_all, reps, chunk, ks=ks, item_categories=item_categories
+    )
+    sums = {key: totals["sums"][key] + jnp.sum(value) for key, value in per_user.items()}
+    weight = chunk.user_mask.astype(jnp.float32)
+    exposure = {}
+    for k in ks:
+        ones = jnp.broadcast_to(weight[:, None], (weight.shape[0], k))
+        exposure[str(k)] = totals["exposure"][str(k)].at[top_items[:, :k]].add(ones)
+    return {"sums": sums, "exposure": exposure}
+
+
+def _init_totals(ks: tuple[int, ...], n_items: int, with_categories: bool) -> Totals:
+    """Zero sums for every metric key and zero exposure counts float32[I] per K."""
+    names = list(metrics.HIT_METRICS) + (list(CATEGORY_METRICS) if with_categories else [])
+    sums = {f"{name}@{k}": jnp.zeros((), jnp.float32) for k in ks for name in names}
+    exposure = {str(k): jnp.zeros((n_items,), jnp.float32) for k in ks}
+    return {"sums": sums, "exposure": exposure}
+
+
+def _finalize(totals: Totals, n_users: int) -> dict[str, Array]:
+    """Means over evaluated users plus gini@K from the pooled exposure counts."""
+    out = {key: value / jnp.float32(n_users) for key, value in totals["sums"].items()}
+    for k, counts in totals["exposure"].items():
+        out[f"gini@{k}"] = metrics.gini_index(counts)
+    return out
+
+
+def evaluate_on_device(
+    backbone: Backbone,
+    reps: Reps,
+    eval_arrays: EvalArrays,
+    *,
+    ks: Sequence[int] = (10, 20),
+    item_categories: Array | None = None,
+) -> dict[str, Array]:
+    """Mean metrics over all evaluated users; pure and traceable (scan over chunks).
+
+    Call it inside a jitted function with `eval_arrays` (and `item_categories`) passed as
+    arguments of that function, not closed over, e.g.
+    `evaluate_on_device(backbone, backbone.encode(params, graph), eval_arrays, ks=(20,))`.
+
+    Args:
+      backbone: supplies `score_all` (static, Python-level).
+      reps: `backbone.encode(params, graph)`.
+      eval_arrays: from `make_eval_arrays`.
+      ks: cut-offs K (static).
+      item_categories: optional float32[I, n_cat] multi-hot categories.
+
+    Returns:
+      Dict of float32[] scalars: "{recall,recall_norm,ndcg,precision,hit}@K",
+      "gini@K", and with categories "{cc,cc_global,ild}@K".
+    """
+    ks = tuple(int(k) for k in ks)
+    init = _init_totals(ks, eval_arrays.n_items, item_categories is not None)
+
+    def body(totals: Totals, chunk: EvalChunk) -> tuple[Totals, None]:
+        return _accumulate(backbone.score_all, ks, totals, reps, chunk, item_categories), None
+
+    totals, _ = jax.lax.scan(body, init, stacked_chunks(eval_arrays))
+    return _finalize(totals, eval_arrays.n_users)
+
+
+@functools.partial(jax.jit, static_argnames=("encode",))
+def _encode(params: Params, graph: Graph, *, encode: Callable[..., Reps]) -> Reps:
+    """Jitted `backbone.encode` (compiled once per backbone and shapes)."""
+    return encode(params, graph)
+
+
+@functools.partial(jax.jit, static_argnames=("score_all", "ks"))
+def _accumulate_step(
+    totals: Totals,
+    reps: Reps,
+    eval_arrays: EvalArrays,
+    item_categories: Array | None,
+    index: Array,
+    *,
+    score_all: ScoreAll,
+    ks: tuple[int, ...],
+) -> Totals:
+    """One chunk of `evaluate`: the jit unit, compiled once per (backbone, ks, shapes)."""
+    chunk = chunk_at(eval_arrays, index)
+    return _accumulate(score_all, ks, totals, reps, chunk, item_categories)
+
+
+@functools.partial(jax.jit, static_argnames=("n_users",))
+def _finalize_jit(totals: Totals, *, n_users: int) -> dict[str, Array]:
+    return _finalize(totals, n_users)
+
+
+@functools.partial(jax.jit, static_argnames=("score_all", "k"))
+def _topk_step(
+    reps: Reps, eval_arrays: EvalArrays, index: Array, *, score_all: ScoreAll, k: int
+) -> tuple[Array, Array]:
+    """Top-K items and scores of chunk `index`."""
+    return rank_chunk(score_all, reps, chunk_at(eval_arrays, index), k)
+
+
+def evaluate(
+    backbone: Backbone,
+    params: Params,
+    graph: Graph,
+    eval_arrays: EvalArrays,
+    *,
+    ks: Sequence[int] = (10, 20),
+    item_categories: np.ndarray | Array | None = None,
+) -> dict[str, float]:
+    """Full-ranking evaluation of a split: host driver over jitted chunk steps.
+
+    Encodes the representations once, dispatches one jitted step per chunk (compiled once
+    per backbone, ks and shapes) and syncs once at the end.
+
+    Args:
+      backbone: the backbone.
+      params: its parameters.
+      graph: its graph (None for MF).
+      eval_arrays: from `make_eval_arrays`.
+      ks: cut-offs K.
+      item_categories: optional float32[I, n_cat] multi-hot item categories.
+
+    Returns:
+      Dict of Python floats keyed as in `evaluate_on_device`.
+    """
+    ks = tuple(int(k) for k in ks)
+    if item_categories is not None:
+        item_categories = jnp.asarray(item_categories, jnp.float32)
+    reps = _encode(params, graph, encode=backbone.encode)
+    totals = _init_totals(ks, eval_arrays.n_items, item_categories is not None)
+    for index in range(eval_arrays.n_chunks):
+        totals = _accumulate_step(
+            totals, reps, eval_arrays, item_categories, np.int32(index),
+            score_all=backbone.score_all, ks=ks,
+        )  # fmt: skip
+    result = jax.device_get(_finalize_jit(totals, n_users=eval_arrays.n_users))
+    return {key: float(value) for key, value in result.items()}
+
+
+def topk_lists(
+    backbone: Backbone, params: Params, graph: Graph, eval_arrays: EvalArrays, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-K recommendation lists of every evaluated user, for export.
+
+    Args:
+      backbone: the backbone.
+      params: its parameters.
+      graph: its graph (None for MF).
+      eval_arrays: from `make_eval_arrays` (its exclusion sets are applied).
+      k: K.
+
+    Returns:
+      (users int32[n], items int32[n, K], scores float32[n, K]) sorted by user id, lists
+      by descending score.
+    """
+    reps = _encode(params, graph, encode=backbone.encode)
+    outputs = [
+        _topk_step(reps, eval_arrays, np.int32(index), score_all=backbone.score_all, k=k)
+        for index in range(eval_arrays.n_chunks)
+    ]
+    items = np.concatenate([np.asarray(item_chunk) for item_chunk, _ in outputs])
+    scores = np.concatenate([np.asarray(score_chunk) for _, score_chunk in outputs])
+    users = np.asarray(eval_arrays.users).reshape(-1)
+    mask = np.asarray(eval_arrays.user_mask).reshape(-1)
+    order = np.argsort(users[mask], kind="stable")
+    return users[mask][order], items[mask][order], scores[mask][order]
+
+
+__all__ = [
+    "EvalArrays",
+    "EvalChunk",
+    "chunk_at",
+    "evaluate",
+    "evaluate_chunk",
+    "evaluate_on_device",
+    "heldout_hits",
+    "make_eval_arrays",
+    "rank_chunk",
+    "stacked_chunks",
+    "topk_lists",
+]
