@@ -31,7 +31,10 @@ def real_data_dir() -> pathlib.Path:
     """Real datasets; skips only when absent (CI fails on such a skip, see .ci/run)."""
     path = data_dir()
     if not (path / "lastfm" / "user_artists.dat").exists():
-        pytest.skip(f"real data not found at {path} (set DVR_DATA_DIR)")
+        message = f"real data not found at {path} (set DVR_DATA_DIR)"
+        if os.environ.get("DVR_REQUIRE_DATA") == "1":  # CI: a real-data test must never skip
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 

@@ -1,0 +1,63 @@
+"""Orbax checkpoints of the training state plus JSON metadata, written atomically.
+
+Each save is one orbax step directory holding two items: `state` (the array pytree,
+bit-exact on restore) and `meta` (JSON: epoch, early-stopping bookkeeping). Orbax writes to
+a temporary directory and renames it when complete, so a run killed during a save leaves
+the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+    """A missing or unreadable checkpoint."""
+
+
+def open_manager(directory: str | pathlib.Path, *, max_to_keep: int = 1) -> ocp.CheckpointManager:
+    """A synchronous checkpoint manager over `directory` (created if needed)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Saves `state` and `meta` under `step` and waits until the write is complete."""
+    manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=True,
+    )
+    manager.wait_until_finished()
+
+
+def restore(manager: ocp.CheckpointManager, like: Any, step: int | None = None) -> tuple[Any, dict[str, Any], int]:
+    """Restores the latest (or given) checkpoint into the structure of `like`.
+
+    Args:
+      manager: the manager.
+      like: a state pytree with the expected structure, shapes and dtypes.
+      step: checkpoint step; None for the latest.
+
+    Returns:
+      (state, meta, step).
+
+    Raises:
+      CheckpointError: no checkpoint, or one that cannot be read.
+    """
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"no checkpoint found in {manager.directory}")
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
+        )
+    except Exception as err:  # orbax raises many types for damaged files
+        raise CheckpointError(f"checkpoint {manager.directory}/{step} is unreadable: {type(err).__name__}: {err}".splitlines()[0]) from err
+    return restored["state"], dict(restored["meta"]), int(step)

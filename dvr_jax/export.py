@@ -1,0 +1,83 @@
+"""Host-side writers for run outputs: atomic JSON/TSV files a person can read.
+
+Every file is written to a temporary sibling and renamed into place, so a killed run never
+leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any, Iterable
+
+import numpy as np
+
+from dvr_jax.data.dataset import Dataset
+
+
+def write_atomic(path: str | pathlib.Path, text: str) -> None:
+    """Writes `text` to `path` atomically (temp file in the same directory + rename)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | pathlib.Path, obj: Any) -> None:
+    """Atomic, indented JSON."""
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl(path: str | pathlib.Path, records: Iterable[dict[str, Any]]) -> None:
+    """Atomic JSON-lines file (rewritten whole, so resumed runs never duplicate lines)."""
+    write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def _tsv(header: str, columns: list[np.ndarray]) -> str:
+    rows = ["\t".join(map(str, values)) for values in zip(*columns)]
+    return header + "\n" + "".join(row + "\n" for row in rows)
+
+
+def export_splits(dataset: Dataset, directory: str | pathlib.Path) -> None:
+    """Writes train/valid/test as TSV `user item` with original ids."""
+    for split in ("train", "valid", "test"):
+        pairs = getattr(dataset, split)
+        write_atomic(
+            pathlib.Path(directory) / f"{split}.tsv",
+            _tsv("user\titem", [dataset.user_ids[pairs[:, 0]], dataset.item_ids[pairs[:, 1]]]),
+        )
+
+
+def export_topk(
+    dataset: Dataset, users: np.ndarray, items: np.ndarray, scores: np.ndarray, path: str | pathlib.Path
+) -> None:
+    """Writes top-K lists as TSV `user item rank score` with original ids (rank from 1).
+
+    Args:
+      dataset: for the id mappings.
+      users: int[n] internal user ids.
+      items: int[n, K] internal item ids, best first.
+      scores: float[n, K].
+      path: output file.
+    """
+    n, k = items.shape
+    write_atomic(
+        path,
+        _tsv(
+            "user\titem\trank\tscore",
+            [
+                dataset.user_ids[np.repeat(users, k)],
+                dataset.item_ids[items.reshape(-1)],
+                np.tile(np.arange(1, k + 1), n),
+                [f"{s:.6g}" for s in scores.reshape(-1)],
+            ],
+        ),
+    )

@@ -1,0 +1,224 @@
+"""The host loop: build components, train with validation early stopping, checkpoint, report.
+
+This is the only place with I/O, wall-clock timing and device-to-host syncs (once per epoch
+for the divergence guard and at the validation cadence). The test split is read exactly
+once, after training, at the validation-selected checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dvr_jax import checkpoint, export, sampler
+from dvr_jax.backbones import Backbone, make_backbone
+from dvr_jax.baselines import make_popularity
+from dvr_jax.config import ConfigError, RunConfig
+from dvr_jax.data import load_dataset
+from dvr_jax.data.dataset import Dataset
+from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
+from dvr_jax.methods import Method, make_method
+from dvr_jax.train import StepData
+
+EPOCH_STREAM = 0x5EED  # fold-in tag separating epoch-permutation keys from step keys
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss; the message names the step and the last good checkpoint."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """Everything a run trains and evaluates with (built once from the config)."""
+
+    dataset: Dataset
+    backbone: Backbone
+    method: Method
+    data: StepData
+    valid: EvalArrays
+
+
+def build(cfg: RunConfig) -> Components:
+    """Loads the dataset and builds backbone, method, device arrays and validation arrays."""
+    dataset = load_dataset(cfg.dataset, cfg.data_dir, kcore=cfg.kcore, split_seed=cfg.split_seed)
+    if cfg.method == "pop":
+        backbone = make_popularity(dataset.n_users, dataset.n_items)
+    else:
+        backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
+    method = make_method(cfg.method, backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction)
+    train_arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
+    if method.step is not None and train_arrays.n_pairs < cfg.batch_size:
+        raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
+    data = StepData(train_arrays, backbone.build_graph(dataset.train))
+    valid = make_eval_arrays(dataset, "valid", chunk_size=cfg.eval_chunk)
+    return Components(dataset, backbone, method, data, valid)
+
+
+def _evaluate(components: Components, params, arrays: EvalArrays, ks) -> dict[str, float]:
+    return evaluate(
+        components.backbone, params, components.data.graph, arrays,
+        ks=ks, item_categories=components.dataset.item_categories,
+    )  # fmt: skip
+
+
+def _prepare_workdir(cfg: RunConfig) -> pathlib.Path:
+    workdir = pathlib.Path(cfg.out or pathlib.Path("runs") / cfg.run_name)
+    has_run = (workdir / "checkpoints").exists() or (workdir / "results.json").exists()
+    if cfg.resume:
+        if not (workdir / "checkpoints" / "latest").exists():
+            raise checkpoint.CheckpointError(f"--resume: no checkpoint in {workdir / 'checkpoints' / 'latest'}")
+        saved = json.loads((workdir / "config.json").read_text())
+        mine = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "progress", "overwrite", "export")}
+        diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
+        if diff:
+            raise ConfigError(f"--resume with a different config than {workdir}/config.json: {', '.join(diff)}")
+    elif has_run:
+        if not cfg.overwrite:
+            raise ConfigError(f"{workdir} already holds a run; pass --resume to continue it or --overwrite")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+class _Progress:
+    """A one-line text progress bar on stderr (no dependency, no device syncs)."""
+
+    def __init__(self, enabled: bool, epochs: int):
+        self.enabled, self.epochs, self.status = enabled and sys.stderr.isatty(), epochs, ""
+
+    def update(self, epoch: int, done: int, total: int) -> None:
+        if self.enabled and (done == total or done % max(1, total // 20) == 0):
+            filled = int(20 * done / max(total, 1))
+            bar = "#" * filled + "." * (20 - filled)
+            sys.stderr.write(f"\repoch {epoch + 1}/{self.epochs} [{bar}] {done}/{total} {self.status}")
+            sys.stderr.flush()
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+        print(text, file=sys.stderr, flush=True)
+
+
+def _train_epoch(components: Components, step_fn, state, run_key, epoch: int, cfg: RunConfig, progress: _Progress):
+    """Runs one epoch of jitted steps; returns (state, mean loss, first non-finite step or None)."""
+    data = components.data
+    epoch_key = jax.random.fold_in(jax.random.fold_in(run_key, EPOCH_STREAM), epoch)
+    batches = sampler.epoch_batches(epoch_key, data.train.n_pairs, cfg.batch_size)
+    step_losses, finite = [], []
+    for index in range(batches.shape[0]):
+        state, metrics = step_fn(state, run_key, batches[index], data)
+        step_losses.append(metrics["loss"])
+        finite.append(metrics["finite"])
+        progress.update(epoch, index + 1, batches.shape[0])
+    finite = np.asarray(jnp.stack(finite))  # one sync per epoch
+    bad = None if finite.all() else int(np.argmin(finite))
+    return state, float(jnp.mean(jnp.stack(step_losses))), bad
+
+
+def train_and_evaluate(cfg: RunConfig) -> dict[str, Any]:
+    """Trains `cfg.method`, selects on validation, scores test once and writes the run directory.
+
+    Returns:
+      The results dict written to `results.json`.
+    """
+    started = time.time()
+    workdir = _prepare_workdir(cfg)
+    components = build(cfg)
+    if not cfg.resume:
+        export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
+    progress = _Progress(cfg.progress, cfg.epochs)
+    method = components.method
+    run_key = jax.random.key(cfg.seed)
+    state = method.init(jax.random.fold_in(run_key, 0x1417))
+    records: list[dict[str, Any]] = []
+    tracker = {"epoch": 0, "best_value": -np.inf, "best_epoch": -1, "bad_checks": 0, "train_seconds": 0.0}
+    latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
+    best = checkpoint.open_manager(workdir / "checkpoints" / "best")
+    if cfg.resume:
+        state, tracker, _ = checkpoint.restore(latest, state)
+        records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line]
+        records = [r for r in records if r["epoch"] <= tracker["epoch"]]
+        progress.line(f"resumed {workdir} at epoch {tracker['epoch']}")
+
+    if method.step is not None:
+        state = _fit(cfg, components, state, run_key, tracker, records, latest, best, workdir, progress)
+        if tracker["best_epoch"] >= 0:
+            state, _, _ = checkpoint.restore(best, state)
+    params = method.backbone_params(state)
+    valid_metrics = _evaluate(components, params, components.valid, cfg.ks)
+    test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
+    test_metrics = _evaluate(components, params, test_arrays, cfg.ks)  # the only read of test
+    results = {
+        "dataset": cfg.dataset, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
+        "best_epoch": tracker["best_epoch"], "valid": valid_metrics, "test": test_metrics,
+        "train_seconds": tracker["train_seconds"], "total_seconds": time.time() - started,
+        "dataset_summary": components.dataset.summary(),
+    }  # fmt: skip
+    export.write_json(workdir / "results.json", results)
+    if cfg.export:
+        export.export_splits(components.dataset, workdir / "export")
+        users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
+        export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
+    _print_summary(cfg, results, workdir)
+    return results
+
+
+def _fit(cfg, components, state, run_key, tracker, records, latest, best, workdir, progress):
+    """The epoch loop with validation, early stopping, checkpoints and the divergence guard."""
+    step_fn = jax.jit(components.method.step, donate_argnums=(0,))
+    for epoch in range(tracker["epoch"], cfg.epochs):
+        t0 = time.time()
+        state, loss, bad = _train_epoch(components, step_fn, state, run_key, epoch, cfg, progress)
+        tracker["train_seconds"] += time.time() - t0
+        if bad is not None:
+            n_batches = components.data.train.n_pairs // cfg.batch_size
+            step = epoch * n_batches + bad
+            raise TrainingDiverged(
+                f"non-finite loss at step {step} (epoch {epoch + 1}); last good checkpoint: "
+                f"{workdir / 'checkpoints' / 'latest'} (epoch {tracker['epoch']})"
+            )
+        progress.status = f"loss {loss:.4f}"
+        done = epoch + 1
+        if done % cfg.valid_interval == 0 or done == cfg.epochs:
+            metrics = _evaluate(components, components.method.backbone_params(state), components.valid, cfg.ks)
+            value = metrics[cfg.select_metric]
+            record = {"epoch": done, "loss": loss, "valid": metrics, "seconds": tracker["train_seconds"]}
+            records.append(record)
+            export.write_jsonl(workdir / "metrics.jsonl", records)
+            if value > tracker["best_value"]:
+                tracker.update(best_value=value, best_epoch=done, bad_checks=0)
+                checkpoint.save(best, done, state, {"epoch": done, cfg.select_metric: value})
+            else:
+                tracker["bad_checks"] += 1
+            progress.status = f"loss {loss:.4f} valid {cfg.select_metric} {value:.4f}"
+            progress.line(f"epoch {done}: loss {loss:.4f}  valid {cfg.select_metric} {value:.4f}  "
+                          f"(best {tracker['best_value']:.4f} @ {tracker['best_epoch']})")  # fmt: skip
+        tracker["epoch"] = done
+        stop = cfg.patience is not None and tracker["bad_checks"] >= cfg.patience
+        if done % cfg.checkpoint_every == 0 or done == cfg.epochs or stop:
+            checkpoint.save(latest, done, state, tracker)
+        if stop:
+            progress.line(f"early stop at epoch {done}: no improvement in {cfg.patience} checks")
+            break
+    return state
+
+
+def _print_summary(cfg: RunConfig, results: dict[str, Any], workdir: pathlib.Path) -> None:
+    test = results["test"]
+    keys = ["recall@20", "ndcg@20"] + [k for k in ("cc@20", "ild@20", "gini@20") if k in test]
+    summary = "  ".join(f"{k} {test[k]:.4f}" for k in keys)
+    print(
+        f"{cfg.dataset} | {cfg.method} | {cfg.backbone} | seed {cfg.seed} | best epoch {results['best_epoch']}\n"
+        f"test: {summary}\n"
+        f"time: {results['total_seconds']:.1f}s (training {results['train_seconds']:.1f}s)\n"
+        f"outputs: {workdir}"
+    )

@@ -1,0 +1,91 @@
+"""End-to-end CLI on real data: outputs, export, errors, and bit-identical resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments import run
+from tests.conftest import REPO
+
+SMOKE = ["--dataset", "lastfm", "--config", "smoke", "--no-progress"]
+
+
+def _results(path):
+    return json.loads((path / "results.json").read_text())
+
+
+def test_bpr_smoke_run_writes_the_run_directory(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = run.main(SMOKE + ["--data-dir", str(real_data_dir), "--out", str(out), "--export", "--method", "bpr"])
+    assert code == 0
+    results = _results(out)
+    assert set(results["valid"]) >= {"recall@20", "ndcg@20", "recall_norm@20", "gini@20"}
+    assert 0.0 < results["test"]["recall@20"] <= 1.0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [2, 4]
+    config = json.loads((out / "config.json").read_text())
+    assert config["batch_size"] == 1024 and config["dataset_summary"]["users"] == 1797
+    topk = (out / "export" / "test_topk.tsv").read_text().splitlines()
+    assert topk[0] == "user\titem\trank\tscore" and len(topk) == 1 + 20 * results["dataset_summary"]["users"]
+    train_rows = (out / "export" / "train.tsv").read_text().splitlines()
+    assert len(train_rows) == 1 + results["dataset_summary"]["train"]
+    printed = capsys.readouterr().out
+    assert "test: recall@20" in printed and str(out) in printed
+
+
+def test_existing_run_needs_resume_or_overwrite(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = SMOKE + ["--data-dir", str(real_data_dir), "--out", str(out), "--method", "pop"]
+    assert run.main(args) == 0
+    assert run.main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert run.main(args + ["--overwrite"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "no-such-set"], "known"),
+        (["--resume"], "no checkpoint"),
+        (["--batch-size", "0"], "batch_size must be >= 1"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(real_data_dir, tmp_path, capsys, argv, message):
+    code = run.main(["--data-dir", str(real_data_dir), "--out", str(tmp_path / "r"), "--no-progress"] + argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def test_unknown_flag_is_an_error():
+    with pytest.raises(SystemExit) as exit_info:
+        run.config_from_args(["--datset", "lastfm"])
+    assert exit_info.value.code == 2
+
+
+def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path):
+    args = SMOKE + ["--data-dir", str(real_data_dir), "--method", "bpr", "--epochs", "16"]
+    script = [sys.executable, str(REPO / "experiments" / "run.py")]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    reference = tmp_path / "reference"
+    subprocess.run(script + args + ["--out", str(reference)], check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(script + args + ["--out", str(killed)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 120
+    while not list((killed / "checkpoints" / "latest").glob("[0-9]*")) and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "results.json").exists(), "the run finished before it could be killed"
+    subprocess.run(script + args + ["--out", str(killed), "--resume"], check=True, env=env, capture_output=True)
+    got, expected = _results(killed), _results(reference)
+    assert got["valid"] == expected["valid"] and got["test"] == expected["test"]
+    assert got["best_epoch"] == expected["best_epoch"]
