@@ -61,8 +61,8 @@ def bpr_batch_loss(
     Returns:
       (loss f32[], per-sample losses f32[B]).
     """
-    reps = backbone.encode(params, graph)
-    k_pos, k_neg = (None, None) if key is None else jax.random.split(key)
+    k_encode, k_pos, k_neg = (None, None, None) if key is None else jax.random.split(key, 3)
+    reps = backbone.encode(params, graph, k_encode)
     pos = backbone.score_pairs(reps, users, pos_items, k_pos)
     neg = backbone.score_pairs(reps, users, neg_items, k_neg)
     per_sample = losses.bpr_per_sample(pos, neg)

@@ -35,7 +35,7 @@ def make_popularity(n_users: int, n_items: int) -> Backbone:
         name="pop",
         init=lambda key: {},
         build_graph=build_graph,
-        encode=lambda params, graph: graph,
+        encode=lambda params, graph, key=None: graph,
         score_pairs=score_pairs,
         score_all=score_all,
         pair_features=unused,
