@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dvr_jax.backbones.base import Backbone
+from dvr_jax.backbones.lightgcn import make_lightgcn
 from dvr_jax.backbones.mf import make_mf
+from dvr_jax.backbones.mgcf import make_mgcf
+from dvr_jax.backbones.neumf import make_neumf
 
 BACKBONES = {
     "mf": make_mf,
+    "neumf": make_neumf,
+    "mgcf": make_mgcf,
+    "lightgcn": make_lightgcn,
 }
 
 
@@ -17,4 +23,12 @@ def make_backbone(name: str, n_users: int, n_items: int, **hyperparameters) -> B
     return BACKBONES[name](n_users, n_items, **hyperparameters)
 
 
-__all__ = ["BACKBONES", "Backbone", "make_backbone", "make_mf"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "make_backbone",
+    "make_lightgcn",
+    "make_mf",
+    "make_mgcf",
+    "make_neumf",
+]

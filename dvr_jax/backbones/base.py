@@ -28,8 +28,10 @@ class Backbone(NamedTuple):
       init: `init(key) -> params`.
       build_graph: host-side, called once: `build_graph(train_pairs int[P, 2]) -> Graph`
         (None for backbones without a graph).
-      encode: `encode(params, graph) -> reps`: final representations (propagation for
-        graph backbones; the identity on params for MF).
+      encode: `encode(params, graph, key=None) -> reps`: final representations (propagation
+        for graph backbones; the identity on params for MF and NeuMF). `key` enables
+        training-time dropout inside the encoder (MGCF's neighbour dropout); None (the
+        default, and what evaluation uses) is deterministic. Other backbones ignore it.
       score_pairs: `score_pairs(reps, users i32[B], items i32[B], key=None) -> f32[B]`
         pre-sigmoid scores; `key` enables dropout (NeuMF) in training, None is deterministic.
       score_all: `score_all(reps, users i32[C]) -> f32[C, I]`.

@@ -48,8 +48,8 @@ def make_mf(
         del train_pairs
         return None
 
-    def encode(params: Params, graph: None) -> Params:
-        del graph
+    def encode(params: Params, graph: None, key: PRNGKey | None = None) -> Params:
+        del graph, key
         return params
 
     def score_pairs(reps: Params, users: Array, items: Array, key=None) -> Array:
