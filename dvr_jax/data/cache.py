@@ -99,7 +99,8 @@ def load(path: Path, key: str) -> Dataset | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Open the file ourselves: np.load leaks its handle when the zip is truncated.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
             if meta["source_hash"] != key:
                 return None

@@ -73,6 +73,8 @@ def _get(url: str, timeout: float) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read()
+    except urllib.error.HTTPError as err:
+        raise OSError(f"{url}: HTTP {err.code} {err.reason}") from err
     except (urllib.error.URLError, ValueError, TimeoutError) as err:
         raise OSError(f"{url}: {getattr(err, 'reason', err)}") from err
 
