@@ -1,8 +1,9 @@
-"""Dataset pipeline (host NumPy, no JAX): registry, parsing, preprocessing, splits, cache.
+"""Dataset pipeline (host NumPy, no JAX): registry, parsing, preprocessing, cache.
 
-`load_dataset(name, data_dir)` returns a `Dataset` with train / valid / test (user, item)
-pairs; see `dvr_jax.data.loader` for how names resolve (registered datasets, RecBole atomic
-files, generic CSV/TSV) and `dvr_jax.data.download` for checksum-verified downloads.
+`load_dataset(name, data_dir)` returns a `Dataset` with train / valid / test (user,
+item) pairs; see `dvr_jax.data.loader` for how names resolve (registered datasets,
+RecBole atomic files, generic CSV/TSV) and `dvr_jax.data.download` for checksum-verified
+downloads.
 """
 
 from dvr_jax.data.dataset import Dataset

@@ -4,8 +4,9 @@ The key is the sha256 of a JSON document holding the cache format version, the d
 name and layout, the sha256 of every source file's bytes and every preprocessing option,
 so editing a source file or changing an option never returns a stale result. Files are
 written atomically (temporary file in the cache folder, then `os.replace`) and read with
-`allow_pickle=False`; a file that cannot be read or does not match its key is ignored (and
-rebuilt by the caller). Failing to write the cache only costs the next load its speed.
+`allow_pickle=False`; a file that cannot be read or does not match its key is ignored
+(and rebuilt by the caller). Failing to write the cache only costs the next load its
+speed.
 """
 
 from __future__ import annotations
@@ -73,9 +74,13 @@ def save(path: Path, dataset: Dataset) -> bool:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".part"
+        )
     except OSError as err:
-        warnings.warn(f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2
+        )
         return False
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -84,7 +89,9 @@ def save(path: Path, dataset: Dataset) -> bool:
     except OSError as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        warnings.warn(f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2
+        )
         return False
     return True
 
@@ -120,7 +127,9 @@ def load(path: Path, key: str) -> Dataset | None:
                 item_categories=categories,
                 category_names=names if categories is not None else None,
                 user_attributes={
-                    k[len(_ATTR_PREFIX) :]: npz[k] for k in npz.files if k.startswith(_ATTR_PREFIX)
+                    k[len(_ATTR_PREFIX) :]: npz[k]
+                    for k in npz.files
+                    if k.startswith(_ATTR_PREFIX)
                 },
                 source_hash=key,
             )
@@ -132,8 +141,13 @@ def load(path: Path, key: str) -> Dataset | None:
 def _consistent(dataset: Dataset) -> bool:
     """Cheap structural checks that catch truncated or mismatched cache contents."""
     splits = (dataset.train, dataset.valid, dataset.test)
-    shapes_ok = all(s.ndim == 2 and s.shape[1] == 2 and s.dtype == np.int32 for s in splits)
-    ids_ok = len(dataset.user_ids) == dataset.n_users and len(dataset.item_ids) == dataset.n_items
+    shapes_ok = all(
+        s.ndim == 2 and s.shape[1] == 2 and s.dtype == np.int32 for s in splits
+    )
+    ids_ok = (
+        len(dataset.user_ids) == dataset.n_users
+        and len(dataset.item_ids) == dataset.n_items
+    )
     cats = dataset.item_categories
     cats_ok = cats is None or (cats.shape[0] == dataset.n_items)
     return shapes_ok and ids_ok and cats_ok

@@ -1,14 +1,15 @@
 """Downloading a registered dataset's files, checksum-verified, with atomic writes.
 
 Each `FileSpec` names a public address: a plain file (LightGCN's GitHub copies) or a zip
-archive whose member is extracted (GroupLens hetrec2011, RecBole's ml-100k). Every file is
-held in memory and verified against its sha256 (or, for files whose bytes legitimately
-differ from the mirror, against the digest of their distinct (user, item) pairs) before
-anything is written; then each is written to a temporary file in the target folder and
-moved into place with `os.replace`. On a mismatch or a network failure `DataError` is
-raised and nothing is left in the target folder. A mirror with the data-directory layout
-(`<base>/<dataset>/<file>`, e.g. a local `http.server` over `shared/data`) replaces the
-upstream addresses when `base_url` or `$DVR_DATA_URL` is set.
+archive whose member is extracted (GroupLens hetrec2011, RecBole's ml-100k). Every file
+is held in memory and verified against its sha256 (or, for files whose bytes
+legitimately differ from the mirror, against the digest of their distinct (user, item)
+pairs) before anything is written; then each is written to a temporary file in the
+target folder and moved into place with `os.replace`. On a mismatch or a network failure
+`DataError` is raised and nothing is left in the target folder. A mirror with the
+data-directory layout (`<base>/<dataset>/<file>`, e.g. a local `http.server` over
+`shared/data`) replaces the upstream addresses when `base_url` or `$DVR_DATA_URL` is
+set.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from pathlib import Path
 
 from dvr_jax.data.errors import DataError
 from dvr_jax.data.preprocess import unique_pairs
-from dvr_jax.data.registry import DATASETS, DatasetSpec, FileSpec, PairsReader, resolve_data_dir
+from dvr_jax.data.registry import (
+    DATASETS,
+    DatasetSpec,
+    FileSpec,
+    PairsReader,
+    resolve_data_dir,
+)
 
 DATA_URL_ENV = "DVR_DATA_URL"
 
@@ -37,7 +44,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def pairs_digest(reader: PairsReader, data: bytes, label: str) -> str:
-    """Order-insensitive digest of a file's content: sha256 of its sorted distinct pairs.
+    """Order-insensitive content digest: sha256 of a file's sorted distinct pairs.
 
     Args:
       reader: returns (users int64[P], items int64[P]) from the bytes.
@@ -55,16 +62,19 @@ def missing_files(spec: DatasetSpec, folder: Path) -> list[FileSpec]:
     return [f for f in spec.files if not (folder / f.name).is_file()]
 
 
-def missing_message(spec: DatasetSpec, folder: Path, missing: Sequence[FileSpec], why: str) -> str:
+def missing_message(
+    spec: DatasetSpec, folder: Path, missing: Sequence[FileSpec], why: str
+) -> str:
     """One line telling the user which files to put in which directory."""
     names = ", ".join(f.name for f in missing)
     sources = "; ".join(
-        f"{f.name} from {f.url}" + (f" (member {f.member})" if f.member else "") for f in missing
+        f"{f.name} from {f.url}" + (f" (member {f.member})" if f.member else "")
+        for f in missing
     )
     return (
-        f"dataset {spec.name!r}: missing {names} in {folder}/ ({why}). Put {names} into "
-        f"{folder}/ (sources: {sources}), or point --data-dir / $DVR_DATA_DIR at a "
-        f"directory holding {spec.name}/{missing[0].name}"
+        f"dataset {spec.name!r}: missing {names} in {folder}/ ({why}). Put {names} "
+        f"into {folder}/ (sources: {sources}), or point --data-dir / $DVR_DATA_DIR at "
+        f"a directory holding {spec.name}/{missing[0].name}"
     )
 
 
@@ -111,7 +121,7 @@ def verify(spec: FileSpec, data: bytes, source: str) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` via a temporary file in the same folder and `os.replace`."""
+    """Writes `data` to `path` via a temporary file in its folder and `os.replace`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -136,7 +146,7 @@ def fetch_files(
     Args:
       spec: the dataset.
       files: the files to fetch (usually the missing ones).
-      folder: target folder, `<data_dir>/<spec.name>`; created only once all files verify.
+      folder: target folder `<data_dir>/<spec.name>`, created once all files verify.
       base_url: mirror with the data-directory layout; default `$DVR_DATA_URL`, else the
         upstream addresses of the specs.
       timeout: seconds per request.
@@ -163,13 +173,17 @@ def fetch_files(
                 contents[f.name] = _get(f.url, timeout)
             verify(f, contents[f.name], source)
     except OSError as err:
-        raise DataError(missing_message(spec, folder, files, f"download failed: {err}")) from None
+        raise DataError(
+            missing_message(spec, folder, files, f"download failed: {err}")
+        ) from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for f in files:
             write_atomic(folder / f.name, contents[f.name])
     except OSError as err:
-        raise DataError(missing_message(spec, folder, files, f"cannot write: {err}")) from None
+        raise DataError(
+            missing_message(spec, folder, files, f"cannot write: {err}")
+        ) from None
 
 
 def download_dataset(
@@ -194,7 +208,9 @@ def download_dataset(
       DataError: unknown name, checksum mismatch or network failure.
     """
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; downloadable: {', '.join(sorted(DATASETS))}")
+        raise DataError(
+            f"unknown dataset {name!r}; downloadable: {', '.join(sorted(DATASETS))}"
+        )
     spec = DATASETS[name]
     folder = resolve_data_dir(data_dir) / spec.name
     missing = missing_files(spec, folder)

@@ -1,9 +1,10 @@
-"""The single exception type of the data pipeline, with one-line, self-contained messages.
+"""The data pipeline's single exception type, with one-line, self-contained messages.
 
 Every problem with a user's input (a malformed file, a missing file, an unknown dataset
-name, a checksum mismatch) is raised as `DataError`. Its message names the file and, where
-a line is at fault, the 1-based line number, e.g. ``ml-100k.inter line 17: expected 4
-columns, got 3``, so the CLI can print ``str(err)`` on one line and exit non-zero.
+name, a checksum mismatch) is raised as `DataError`. Its message names the file and,
+where a line is at fault, the 1-based line number, e.g. ``ml-100k.inter line 17:
+expected 4 columns, got 3``, so the CLI can print ``str(err)`` on one line and exit
+non-zero.
 """
 
 from __future__ import annotations

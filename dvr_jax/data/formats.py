@@ -1,12 +1,13 @@
-"""Parsers for each supported file layout, from raw bytes to `Parsed` interactions + side info.
+"""Parsers for each supported file layout: raw bytes -> `Parsed` records + side info.
 
 Layouts: hetrec2011 LastFM (`user_artists.dat`), LightGCN triplets (`user item count`,
-1-based, a fixed train/test split), LightGCN/NGCF adjacency lists (`user item item ...`, a
-fixed split), RecBole atomic files (`.inter` / `.item` / `.user`, read by header field name)
-and a generic CSV/TSV (`user,item[,rating[,timestamp]]` plus an optional `item,categories`
-file). Parsers only read and validate; binarising, filtering and splitting happen in
-`dvr_jax.data.preprocess`. Every parser takes a mapping from a file *role* (e.g. "train")
-to a `SourceFile` and raises `DataError` naming the file and line of the first problem.
+1-based, a fixed train/test split), LightGCN/NGCF adjacency lists (`user item item ...`,
+a fixed split), RecBole atomic files (`.inter` / `.item` / `.user`, read by header field
+name) and a generic CSV/TSV (`user,item[,rating[,timestamp]]` plus an optional
+`item,categories` file). Parsers only read and validate; binarising, filtering and
+splitting happen in `dvr_jax.data.preprocess`. Every parser takes a mapping from a file
+*role* (e.g. "train") to a `SourceFile` and raises `DataError` naming the file and line
+of the first problem.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def encode_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return codes, uniq.astype(str)
     uniq, codes = np.unique(values, return_inverse=True)
     lengths = np.char.str_len(uniq)
-    canonical = np.char.isdecimal(uniq) & ((lengths == 1) | ~np.char.startswith(uniq, "0"))
+    canonical = np.char.isdecimal(uniq) & (
+        (lengths == 1) | ~np.char.startswith(uniq, "0")
+    )
     if uniq.size and canonical.all():
         order = np.lexsort((uniq, lengths))  # numeric order for canonical decimals
         rank = np.empty_like(order)
@@ -91,7 +94,9 @@ def _interactions(users, items, ratings=None, split=None) -> Interactions:
     """Encodes raw id arrays into an `Interactions` record."""
     user_codes, user_labels = encode_ids(users)
     item_codes, item_labels = encode_ids(items)
-    return Interactions(user_codes, item_codes, user_labels, item_labels, ratings, split)
+    return Interactions(
+        user_codes, item_codes, user_labels, item_labels, ratings, split
+    )
 
 
 def _require_pairs(n_pairs: int, source: SourceFile) -> None:
@@ -101,7 +106,11 @@ def _require_pairs(n_pairs: int, source: SourceFile) -> None:
 
 
 def _field_index(
-    header: tuple[str, ...], names: tuple[str, ...], source: SourceFile, *, required: bool
+    header: tuple[str, ...],
+    names: tuple[str, ...],
+    source: SourceFile,
+    *,
+    required: bool,
 ) -> int | None:
     """Finds a header field by name (ignoring any `:type` suffix and case)."""
     bare = [field.split(":")[0].strip().lower() for field in header]
@@ -110,7 +119,9 @@ def _field_index(
             return bare.index(name.lower())
     if required:
         raise at_line(
-            source.label, 1, f"header has no {names[0]} field (fields: {', '.join(header)})"
+            source.label,
+            1,
+            f"header has no {names[0]} field (fields: {', '.join(header)})",
         )
     return None
 
@@ -141,13 +152,19 @@ def parse_hetrec_lastfm(files: Mapping[str, SourceFile]) -> Parsed:
 
 
 def parse_lightgcn_triplets(files: Mapping[str, SourceFile]) -> Parsed:
-    """LightGCN LastFM `data1.txt` / `test1.txt`: `user item count`, tab-separated, no header."""
+    """LightGCN LastFM `data1.txt` / `test1.txt`: `user item count`, tab-separated."""
     parts = []
     for role, code in (("train", TRAIN), ("test", TEST)):
         source = files[role]
-        table = text.read_table(source.data, source.label, delimiter="\t", header=False, n_columns=3)
-        users = text.parse_ids(table.columns[0], source.label, table.line_numbers, "user id")
-        items = text.parse_ids(table.columns[1], source.label, table.line_numbers, "item id")
+        table = text.read_table(
+            source.data, source.label, delimiter="\t", header=False, n_columns=3
+        )
+        users = text.parse_ids(
+            table.columns[0], source.label, table.line_numbers, "user id"
+        )
+        items = text.parse_ids(
+            table.columns[1], source.label, table.line_numbers, "item id"
+        )
         parts.append((users, items, np.full(users.size, code, np.int8)))
     users, items, split = (np.concatenate(col) for col in zip(*parts, strict=True))
     return Parsed(_interactions(users, items, split=split))
@@ -169,8 +186,8 @@ def parse_atomic(files: Mapping[str, SourceFile]) -> Parsed:
     """RecBole atomic files: `.inter` (required), `.item` and `.user` (optional).
 
     Fields are found by name: `user_id`, `item_id`, optional `rating` in `.inter`;
-    `item_id` and `class` (a space-separated `token_seq`) in `.item`; `user_id` plus any of
-    `gender`, `age` in `.user`.
+    `item_id` and `class` (a space-separated `token_seq`) in `.item`; `user_id` plus
+    any of `gender`, `age` in `.user`.
     """
     source = files["inter"]
     table = text.read_table(source.data, source.label, delimiter="\t", header=True)
@@ -179,7 +196,9 @@ def parse_atomic(files: Mapping[str, SourceFile]) -> Parsed:
     r_col = _field_index(table.header, ("rating",), source, required=False)
     ratings = None
     if r_col is not None:
-        ratings = text.parse_floats(table.columns[r_col], source.label, table.line_numbers, "rating")
+        ratings = text.parse_floats(
+            table.columns[r_col], source.label, table.line_numbers, "rating"
+        )
     parsed = Parsed(_interactions(table.columns[u_col], table.columns[i_col], ratings))
     categories = _atomic_categories(files["item"]) if "item" in files else None
     attributes = _atomic_user_attributes(files["user"]) if "user" in files else None
@@ -204,11 +223,15 @@ def _atomic_user_attributes(source: SourceFile) -> dict[str, dict[str, str]]:
     for name in ("gender", "age"):
         col = _field_index(table.header, (name,), source, required=False)
         if col is not None:
-            attributes[name] = dict(zip(table.columns[u_col], table.columns[col], strict=True))
+            attributes[name] = dict(
+                zip(table.columns[u_col], table.columns[col], strict=True)
+            )
     return attributes
 
 
-def _merge_categories(items: np.ndarray, fields: np.ndarray) -> dict[str, tuple[str, ...]]:
+def _merge_categories(
+    items: np.ndarray, fields: np.ndarray
+) -> dict[str, tuple[str, ...]]:
     """Whitespace-separated category fields per item; repeated items accumulate."""
     merged: dict[str, tuple[str, ...]] = {}
     for item, field in zip(items.tolist(), fields.tolist(), strict=True):
@@ -233,24 +256,29 @@ def parse_csv(
 ) -> Parsed:
     """Generic `user,item[,rating[,timestamp]]` file plus an optional category file.
 
-    The first line is a header when its first field starts with "user" (case-insensitive).
+    The first line is a header when its first field starts with "user" (any case).
     With a rating column, ratings are binarised later; a timestamp column is ignored.
-    The category file holds `item<delim>cat1 cat2 ...` lines (header when its first field
-    starts with "item"); every item it names must occur in the interactions file.
+    The category file holds `item<delim>cat1 cat2 ...` lines (a header when its first
+    field starts with "item"); every item it names must occur in the interactions.
     """
     source = files["interactions"]
     header = _is_header(_first_field(source, delimiter), "user")
-    table = text.read_table(source.data, source.label, delimiter=delimiter, header=header)
+    table = text.read_table(
+        source.data, source.label, delimiter=delimiter, header=header
+    )
     if not 2 <= len(table.columns) <= 4:
         raise at_line(
             source.label,
             int(table.line_numbers[0]),
-            f"expected 2 to 4 columns (user, item[, rating[, timestamp]]), got {len(table.columns)}",
+            "expected 2 to 4 columns (user, item[, rating[, timestamp]]), "
+            f"got {len(table.columns)}",
         )
     users, items = (np.char.strip(c) for c in table.columns[:2])
     ratings = None
     if len(table.columns) >= 3:
-        ratings = text.parse_floats(table.columns[2], source.label, table.line_numbers, "rating")
+        ratings = text.parse_floats(
+            table.columns[2], source.label, table.line_numbers, "rating"
+        )
     parsed = Parsed(_interactions(users, items, ratings))
     if "categories" not in files:
         return parsed
@@ -264,7 +292,7 @@ def parse_csv(
 def _csv_categories(
     source: SourceFile, delimiter: str, inter: Interactions, inter_source: SourceFile
 ) -> dict[str, tuple[str, ...]]:
-    """Reads `item<delim>categories` lines and checks every item occurs in the interactions."""
+    """Reads `item<delim>categories` lines; each item must occur in the interactions."""
     header = _is_header(_first_field(source, delimiter), "item")
     table = text.read_table(
         source.data, source.label, delimiter=delimiter, header=header, n_columns=2
@@ -279,4 +307,3 @@ def _csv_categories(
             f"item {str(items[row])!r} does not occur in {inter_source.label}",
         )
     return _merge_categories(items, table.columns[1])
-

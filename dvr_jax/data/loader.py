@@ -3,18 +3,20 @@
 How a name is resolved:
   * a key of `DATASETS` (`lastfm`, `ml-100k`, `lastfm-lightgcn`, `gowalla`) reads
     `<data_dir>/<name>/` and downloads missing files when allowed;
-  * a name ending in `.csv` or `.tsv` is a path to a generic `user,item[,rating[,timestamp]]`
-    file (comma for .csv, tab for .tsv; header optional, recognised by a first field starting
-    with "user"); `categories_file=` adds an `item,cat1 cat2 ...` file (delimiter from its own
-    extension). A relative path is taken from the working directory, else from `data_dir`;
+  * a name ending in `.csv` or `.tsv` is a path to a generic
+    `user,item[,rating[,timestamp]]` file (comma for .csv, tab for .tsv; header
+    optional, recognised by a first field starting with "user"); `categories_file=` adds
+    an `item,cat1 cat2 ...` file (delimiter from its own extension). A relative path is
+    taken from the working directory, else from `data_dir`;
   * any other name is read as RecBole atomic files `<data_dir>/<name>/<name>.inter` with
     optional `<name>.item` (`class` -> categories) and `<name>.user` (gender, age).
+
 Non-fixed datasets are binarised (rating >= `rating_threshold` where ratings exist),
 de-duplicated, k-cored (default 10) and split 8:1:1 per user from `split_seed`. Fixed
-published splits (`lastfm-lightgcn`, `gowalla`) keep their test set, carve validation out of
-train and are not k-cored by default; their catalogue is every user / item id occurring in
-any of their files (LightGCN's 4,489 LastFM and 40,981 Gowalla items). Item categories map
-items without any category to the category "unknown".
+published splits (`lastfm-lightgcn`, `gowalla`) keep their test set, carve validation
+out of train and are not k-cored by default; their catalogue is every user / item id
+occurring in some pair of their files (LightGCN's 4,489 LastFM and 40,981 Gowalla
+items). Items without any category get the category "unknown".
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ import numpy as np
 
 from dvr_jax.data import cache, formats, preprocess
 from dvr_jax.data.dataset import Dataset
-from dvr_jax.data.download import fetch_files, missing_files, missing_message, sha256_hex
+from dvr_jax.data.download import (
+    fetch_files,
+    missing_files,
+    missing_message,
+    sha256_hex,
+)
 from dvr_jax.data.errors import DataError
 from dvr_jax.data.registry import DATASETS, resolve_cache_dir, resolve_data_dir
 
@@ -55,10 +62,14 @@ def _delimiter(path: Path) -> str:
     try:
         return _CSV_DELIMITERS[path.suffix.lower()]
     except KeyError:
-        raise DataError(f"{path}: cannot tell the delimiter, use a .csv or .tsv file") from None
+        raise DataError(
+            f"{path}: cannot tell the delimiter, use a .csv or .tsv file"
+        ) from None
 
 
-def _csv_source(name: str, data_dir: Path, categories_file: str | os.PathLike[str] | None) -> _Source:
+def _csv_source(
+    name: str, data_dir: Path, categories_file: str | os.PathLike[str] | None
+) -> _Source:
     """A generic CSV/TSV dataset given by path."""
     paths = {"interactions": Path(name).expanduser()}
     if categories_file is not None:
@@ -86,7 +97,9 @@ def _resolve(
     if Path(name).suffix.lower() in _CSV_DELIMITERS:
         return _csv_source(name, data_dir, categories_file)
     if categories_file is not None:
-        raise DataError(f"categories_file applies to .csv/.tsv datasets only, not {name!r}")
+        raise DataError(
+            f"categories_file applies to .csv/.tsv datasets only, not {name!r}"
+        )
     if name in DATASETS:
         spec = DATASETS[name]
         folder = data_dir / spec.name
@@ -97,7 +110,9 @@ def _resolve(
             fetch_files(spec, missing, folder, base_url=base_url)
         paths = {f.role: folder / f.name for f in spec.files}
         labels = {f.role: f.name for f in spec.files}
-        return _Source(name, name, paths, labels, spec.parse, spec.default_kcore, spec.fixed_split)
+        return _Source(
+            name, name, paths, labels, spec.parse, spec.default_kcore, spec.fixed_split
+        )
     folder = data_dir / name
     if name and "/" not in name and (folder / f"{name}.inter").is_file():
         paths = {
@@ -108,9 +123,9 @@ def _resolve(
         labels = {role: path.name for role, path in paths.items()}
         return _Source(name, "atomic", paths, labels, formats.parse_atomic, 10, False)
     raise DataError(
-        f"unknown dataset {name!r}: known datasets are {', '.join(sorted(DATASETS))}; for your "
-        f"own data put RecBole atomic files at {folder}/{name}.inter (optional {name}.item) "
-        f"or give the path of a .csv/.tsv file"
+        f"unknown dataset {name!r}: known datasets are {', '.join(sorted(DATASETS))}; "
+        f"for your own data put RecBole atomic files at {folder}/{name}.inter "
+        f"(optional {name}.item) or give the path of a .csv/.tsv file"
     )
 
 
@@ -119,10 +134,12 @@ def _category_matrix(
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Multi-hot float32[I, n_cat] item categories; items without any get "unknown".
 
-    The vocabulary is every category named in the source (ml-100k keeps all 19 genres even
-    when k-core filtering drops every item of one), plus "unknown" when needed.
+    The vocabulary is every category named in the source (ml-100k keeps all 19 genres
+    even when k-core filtering drops every item of one), plus "unknown" when needed.
     """
-    lists = [categories.get(item, ()) or (UNKNOWN_CATEGORY,) for item in item_ids.tolist()]
+    lists = [
+        categories.get(item, ()) or (UNKNOWN_CATEGORY,) for item in item_ids.tolist()
+    ]
     vocabulary = {c for cats in categories.values() for c in cats}
     names = tuple(sorted(vocabulary.union(*map(set, lists))))
     index = {c: j for j, c in enumerate(names)}
@@ -134,45 +151,65 @@ def _category_matrix(
 
 
 def _attribute_array(user_ids: np.ndarray, values: Mapping[str, str]) -> np.ndarray:
-    """int32[U] (missing -1) when every known value is an integer, else str[U] (missing "")."""
+    """int32[U] (missing: -1) when all known values are integers, else str[U] ("")."""
     column = np.array([values.get(u, "") for u in user_ids.tolist()], dtype=str)
     present = column != ""
     if present.any() and np.char.isdecimal(column[present]).all():
-        return np.where(present, np.where(present, column, "0").astype(np.int64), -1).astype(
-            np.int32
-        )
+        return np.where(
+            present, np.where(present, column, "0").astype(np.int64), -1
+        ).astype(np.int32)
     return column
 
 
 def _pairs_by_split(inter: formats.Interactions, keep: np.ndarray | None):
-    """Distinct pairs and their split codes; fixed-split test pairs also in train are dropped."""
+    """Distinct pairs and split codes; fixed-split test pairs also in train are dropped.
+
+    Returns:
+      int64[P, 2] pairs (train block, then test block, each sorted) and int8[P] split
+      codes, or None for data without a published split.
+    """
     users, items, split = inter.users, inter.items, inter.split
     if keep is not None:
         users, items = users[keep], items[keep]
         split = None if split is None else split[keep]
     if split is None:
         return preprocess.unique_pairs(users, items), None
-    train = preprocess.unique_pairs(users[split == formats.TRAIN], items[split == formats.TRAIN])
-    test = preprocess.unique_pairs(users[split == formats.TEST], items[split == formats.TEST])
+    train = preprocess.unique_pairs(
+        users[split == formats.TRAIN], items[split == formats.TRAIN]
+    )
+    test = preprocess.unique_pairs(
+        users[split == formats.TEST], items[split == formats.TEST]
+    )
     width = int(inter.items.max()) + 1
-    in_train = preprocess.isin_sorted(test[:, 0] * width + test[:, 1], train[:, 0] * width + train[:, 1])
+    in_train = preprocess.isin_sorted(
+        test[:, 0] * width + test[:, 1], train[:, 0] * width + train[:, 1]
+    )
     test = test[~in_train]
-    codes = np.repeat(np.array([formats.TRAIN, formats.TEST], np.int8), [len(train), len(test)])
+    codes = np.repeat(
+        np.array([formats.TRAIN, formats.TEST], np.int8), [len(train), len(test)]
+    )
     return np.concatenate([train, test]), codes
 
 
 def _build(
-    source: _Source, parsed: formats.Parsed, kcore: int | None, seed: int, threshold: float, key: str
+    source: _Source,
+    parsed: formats.Parsed,
+    kcore: int | None,
+    seed: int,
+    threshold: float,
+    key: str,
 ) -> Dataset:
     """Preprocesses parsed records into a split `Dataset`."""
     inter = parsed.interactions
-    pairs, codes = _pairs_by_split(inter, preprocess.positives(inter.ratings, threshold))
+    pairs, codes = _pairs_by_split(
+        inter, preprocess.positives(inter.ratings, threshold)
+    )
     keep = preprocess.kcore_mask(pairs, kcore)
     pairs = pairs[keep]
     if not len(pairs):
         raise DataError(
-            f"{source.name}: no interactions left after preprocessing (rating >= {threshold}, "
-            f"kcore={kcore}); lower kcore or rating_threshold"
+            f"{source.name}: no interactions left after preprocessing (rating >= "
+            f"{threshold}, kcore={kcore}); lower kcore or rating_threshold"
         )
     dense, user_codes, item_codes = preprocess.reindex(pairs)
     n_users, n_items = len(user_codes), len(item_codes)
@@ -180,7 +217,9 @@ def _build(
         train, valid, test = preprocess.split_per_user(dense, n_users, seed)
     else:
         codes = codes[keep]
-        train, valid = preprocess.carve_validation(dense[codes == formats.TRAIN], n_users, seed)
+        train, valid = preprocess.carve_validation(
+            dense[codes == formats.TRAIN], n_users, seed
+        )
         test = dense[codes == formats.TEST]
     user_ids = inter.user_labels[user_codes]
     item_ids = inter.item_labels[item_codes]
@@ -223,8 +262,8 @@ def load_dataset(
     """Loads, preprocesses and splits a dataset (cached by source bytes and options).
 
     Args:
-      name: a registry key, a `.csv`/`.tsv` path, or a RecBole atomic dataset name (see the
-        module docstring).
+      name: a registry key, a `.csv`/`.tsv` path, or a RecBole atomic dataset name
+        (see the module docstring).
       data_dir: where dataset folders live (default `$DVR_DATA_DIR`, else
         `~/.cache/dvr_jax/data`).
       kcore: iterated k-core size; "default" is 10 except for fixed published splits
@@ -236,7 +275,7 @@ def load_dataset(
       download: fetch missing files of registered datasets.
       categories_file: item-category file of a CSV/TSV dataset.
       use_cache: read and write the processed-data cache.
-      base_url: download mirror with the data-directory layout (default `$DVR_DATA_URL`).
+      base_url: download mirror in the data-directory layout (default `$DVR_DATA_URL`).
 
     Returns:
       The `Dataset`; train/valid/test are int32[*, 2] (user, item) pairs sorted by
@@ -256,7 +295,9 @@ def load_dataset(
         try:
             blobs[role] = formats.SourceFile(source.labels[role], path.read_bytes())
         except OSError as err:
-            raise DataError(f"{source.labels[role]}: cannot read {path}: {err.strerror}") from None
+            raise DataError(
+                f"{source.labels[role]}: cannot read {path}: {err.strerror}"
+            ) from None
     key = cache.cache_key(
         {
             "name": source.name,

@@ -1,13 +1,13 @@
-"""Preprocessing of raw interactions: binarise, de-duplicate, iterated k-core, re-index, split.
+"""Preprocessing: binarise, de-duplicate, iterated k-core, re-index, split per user.
 
 Implements ALGORITHMS.md §6.1–6.2 with vectorised NumPy (no per-interaction Python):
-ratings >= a threshold are positives, duplicated (user, item) pairs count once, users and
-items with fewer than k interactions are removed until none is left, ids are re-indexed
-densely, and each user's positives are split 8:1:1 at random from a seed
-(`n_val = n_test = max(1, round(0.1 n_u))`, Python's round-half-to-even; users with fewer
-than 3 positives keep them all in train and are never evaluated). Published fixed splits
-keep their test set and carve validation out of train
-(`n_val = max(1, round(0.1 n_u))` for users with >= 2 train items, else 0).
+ratings >= a threshold are positives, duplicated (user, item) pairs count once, users
+and items with fewer than k interactions are removed until none is left, ids are
+re-indexed densely, and each user's positives are split 8:1:1 at random from a seed
+(`n_val = n_test = max(1, round(0.1 n_u))`, Python's round-half-to-even; users with
+fewer than 3 positives keep them all in train and are never evaluated). Published fixed
+splits keep their test set and carve validation out of train (`n_val = max(1, round(0.1
+n_u))` for users with >= 2 train items, else 0).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def unique_pairs(users: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 
 def kcore_mask(pairs: np.ndarray, k: int | None) -> np.ndarray:
-    """Iterated k-core: keeps pairs whose user and item both have >= k pairs, until stable.
+    """Iterated k-core: keeps pairs whose user and item have >= k pairs, to a fixpoint.
 
     Args:
       pairs: int64[P, 2] distinct (user, item) pairs, ids >= 0.
@@ -137,10 +137,12 @@ def _holdout_sizes(counts: np.ndarray, min_count: int) -> np.ndarray:
     return np.where(counts >= min_count, sizes, 0)
 
 
-def _random_rank(users: np.ndarray, n_users: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A uniformly random rank of each pair among its user's pairs, and per-user counts."""
+def _random_rank(
+    users: np.ndarray, n_users: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A uniformly random rank of each pair among its user's pairs; per-user counts."""
     rng = np.random.default_rng(seed)
-    # users + U[0, 1) sorts by user, then uniformly at random within a user (one argsort).
+    # users + U[0, 1) sorts by user, then uniformly at random within a user.
     order = np.argsort(users + rng.random(users.size), kind="stable")
     counts = np.bincount(users, minlength=n_users)
     starts = np.cumsum(counts) - counts

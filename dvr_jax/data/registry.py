@@ -1,11 +1,11 @@
-"""The dataset registry: which files each named dataset needs, where they come from, how to parse.
+"""The dataset registry: the files each named dataset needs, their sources, parsers.
 
 `DATASETS` maps a name to a `DatasetSpec`: its files (name inside `<data_dir>/<name>/`,
 sha256 from `shared/data/README.md`, public download address), the parser, the default
 k-core, whether the dataset ships a fixed published train/test split, and its side
 information. `resolve_data_dir` / `resolve_cache_dir` say where files are looked for and
-where processed caches go (argument, else `$DVR_DATA_DIR` / `$DVR_CACHE_DIR`, else a per-user
-cache directory under `$XDG_CACHE_HOME` or `~/.cache`).
+where processed caches go (argument, else `$DVR_DATA_DIR` / `$DVR_CACHE_DIR`, else a
+per-user cache directory under `$XDG_CACHE_HOME` or `~/.cache`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,14 @@ from dvr_jax.data import formats, text
 
 PairsReader = Callable[[bytes, str], tuple[np.ndarray, np.ndarray]]
 
-_GROUPLENS_LASTFM = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
+_GROUPLENS_LASTFM = (
+    "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
+)
 _RECBOLE_ML100K = "https://recbole.s3-accelerate.amazonaws.com/atomic/ml-100k.zip"
 _LIGHTGCN = "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data"
+# `pairs_digest` of the mirror's files (see FileSpec.pairs_sha256).
+_LASTFM_PAIRS = "c57e8910b9244cc10d4f10a16d84be8ba8175e854248f2b46d2a689c5a4bba01"
+_GOWALLA_PAIRS = "d453bfc18e5613d6310ab05f7ebc1c6c724ee913dc31c769d1c8743c678d27f7"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +42,9 @@ class FileSpec:
       url: public address of the file, or of the zip archive holding it.
       member: base name of the file inside the zip at `url`; None for a plain file.
       pairs_sha256: digest of the file's distinct (user, item) pairs (see
-        `dvr_jax.data.download.pairs_digest`), accepted when the bytes differ. The mirror's
-        Gowalla `train.txt` lists each line's items in ascending order and so differs from
-        upstream byte-wise, while holding exactly the same pairs.
+        `dvr_jax.data.download.pairs_digest`), accepted when the bytes differ. The
+        mirror's Gowalla `train.txt` lists each line's items in ascending order and so
+        differs from upstream byte-wise, while holding exactly the same pairs.
       pairs_reader: reads (users, items) from the bytes for `pairs_sha256`.
     """
 
@@ -83,7 +88,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 "254272fa721c3935e8be286d28c051b206844307128698ab4eaa41d483379416",
                 _GROUPLENS_LASTFM,
                 member="user_artists.dat",
-                pairs_sha256="c57e8910b9244cc10d4f10a16d84be8ba8175e854248f2b46d2a689c5a4bba01",
+                pairs_sha256=_LASTFM_PAIRS,
                 pairs_reader=formats.hetrec_pairs,
             ),
         ),
@@ -95,11 +100,26 @@ DATASETS: dict[str, DatasetSpec] = {
     "ml-100k": DatasetSpec(
         name="ml-100k",
         files=tuple(
-            FileSpec(role, f"ml-100k.{role}", digest, _RECBOLE_ML100K, member=f"ml-100k.{role}")
+            FileSpec(
+                role,
+                f"ml-100k.{role}",
+                digest,
+                _RECBOLE_ML100K,
+                member=f"ml-100k.{role}",
+            )
             for role, digest in (
-                ("inter", "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"),
-                ("item", "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532"),
-                ("user", "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972"),
+                (
+                    "inter",
+                    "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+                ),
+                (
+                    "item",
+                    "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+                ),
+                (
+                    "user",
+                    "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+                ),
             )
         ),
         parse=formats.parse_atomic,
@@ -136,7 +156,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 "train.txt",
                 "0f086326b28a56c2e6dcb81d86ee72d4ccb7eed3a8d26788392356d8f51111cc",
                 f"{_LIGHTGCN}/gowalla/train.txt",
-                pairs_sha256="d453bfc18e5613d6310ab05f7ebc1c6c724ee913dc31c769d1c8743c678d27f7",
+                pairs_sha256=_GOWALLA_PAIRS,
                 pairs_reader=text.parse_adjacency,
             ),
             FileSpec(

@@ -2,8 +2,8 @@
 
 These functions turn the raw bytes of one file into NumPy columns and check their shape
 (column counts, headers, numeric ids), raising `DataError` with the file name and the
-1-based line number of the first offending line. Format-specific meaning (which column is
-the user, what a header must contain) lives in `dvr_jax.data.formats`.
+1-based line number of the first offending line. Format-specific meaning (which column
+is the user, what a header must contain) lives in `dvr_jax.data.formats`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from dvr_jax.data.errors import DataError, at_line
+from dvr_jax.data.errors import at_line
 
 _MAX_ID_DIGITS = 18  # int64 holds every 18-digit decimal number
 _POW10 = 10 ** np.arange(_MAX_ID_DIGITS, dtype=np.int64)
@@ -47,7 +47,12 @@ def decode_text(data: bytes, fname: str) -> str:
 
 
 def read_table(
-    data: bytes, fname: str, *, delimiter: str, header: bool, n_columns: int | None = None
+    data: bytes,
+    fname: str,
+    *,
+    delimiter: str,
+    header: bool,
+    n_columns: int | None = None,
 ) -> Table:
     """Splits a delimited text file into string columns; blank lines are skipped.
 
@@ -62,7 +67,7 @@ def read_table(
       The `Table`; every row has exactly `n_columns` fields.
 
     Raises:
-      DataError: empty file, no data rows, a wrong column count, or a repeated header line.
+      DataError: empty file, no data rows, a wrong column count, or a repeated header.
     """
     lines = decode_text(data, fname).splitlines()
     numbers = np.arange(1, len(lines) + 1, dtype=np.int64)
@@ -78,22 +83,38 @@ def read_table(
         head = tuple(field.strip() for field in lines[0].split(delimiter))
         head_line, lines, numbers = lines[0], lines[1:], numbers[1:]
         if head_line in lines:
-            raise at_line(fname, int(numbers[lines.index(head_line)]), "duplicate header line")
+            raise at_line(
+                fname, int(numbers[lines.index(head_line)]), "duplicate header line"
+            )
     if not lines:
-        raise at_line(fname, None, "no data rows" + (" after the header" if header else ""))
-    counts = np.fromiter(map(str.count, lines, [delimiter] * len(lines)), np.int64, len(lines))
+        raise at_line(
+            fname, None, "no data rows" + (" after the header" if header else "")
+        )
+    counts = np.fromiter(
+        map(str.count, lines, [delimiter] * len(lines)), np.int64, len(lines)
+    )
     counts += 1
-    want = n_columns if n_columns is not None else (len(head) if head else int(counts[0]))
+    want = (
+        n_columns if n_columns is not None else (len(head) if head else int(counts[0]))
+    )
     bad = np.flatnonzero(counts != want)
     if bad.size:
         first = int(bad[0])
-        raise at_line(fname, int(numbers[first]), f"expected {want} columns, got {int(counts[first])}")
-    flat = np.array(delimiter.join(lines).split(delimiter), dtype=str).reshape(len(lines), want)
+        raise at_line(
+            fname,
+            int(numbers[first]),
+            f"expected {want} columns, got {int(counts[first])}",
+        )
+    flat = np.array(delimiter.join(lines).split(delimiter), dtype=str).reshape(
+        len(lines), want
+    )
     columns = tuple(np.ascontiguousarray(flat[:, j]) for j in range(want))
     return Table(header=head, columns=columns, line_numbers=numbers)
 
 
-def parse_ids(column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str) -> np.ndarray:
+def parse_ids(
+    column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str
+) -> np.ndarray:
     """Parses a column of non-negative decimal integer ids.
 
     Args:
@@ -140,7 +161,9 @@ def parse_floats(
     if values is None or not ok.all():
         row = int(np.argmin(ok))
         raise at_line(
-            fname, int(line_numbers[row]), f"{what} {str(column[row])!r} is not a number"
+            fname,
+            int(line_numbers[row]),
+            f"{what} {str(column[row])!r} is not a number",
         )
     return values
 
@@ -157,7 +180,7 @@ def parse_adjacency(data: bytes, fname: str) -> tuple[np.ndarray, np.ndarray]:
     """Parses `user item item ...` lines (whitespace-separated integers), vectorised.
 
     Works on the raw bytes with NumPy only (no per-token Python), so the 4.6 MB Gowalla
-    `train.txt` parses in well under a second. A line holding only a user id yields no pairs.
+    `train.txt` parses in well under a second. A lone user id on a line gives no pairs.
 
     Args:
       data: the file contents.
@@ -184,7 +207,12 @@ def parse_adjacency(data: bytes, fname: str) -> tuple[np.ndarray, np.ndarray]:
     ends = np.flatnonzero(boundary == -1)
     lengths = ends - starts
     if lengths.max() > _MAX_ID_DIGITS:
-        _raise_bad_token(data, int(starts[int(np.argmax(lengths))]), fname, "is too large (over 18 digits)")
+        _raise_bad_token(
+            data,
+            int(starts[int(np.argmax(lengths))]),
+            fname,
+            "is too large (over 18 digits)",
+        )
     digit_pos = np.flatnonzero(digit)
     power = np.repeat(ends, lengths) - 1 - digit_pos
     terms = (buf[digit_pos] - 48).astype(np.int64) * _POW10[power]
@@ -193,7 +221,9 @@ def parse_adjacency(data: bytes, fname: str) -> tuple[np.ndarray, np.ndarray]:
     line_of_token = np.searchsorted(np.flatnonzero(buf == 10), starts)
     first_in_line = np.ones(starts.size, dtype=bool)
     first_in_line[1:] = line_of_token[1:] != line_of_token[:-1]
-    head_index = np.maximum.accumulate(np.where(first_in_line, np.arange(starts.size), 0))
+    head_index = np.maximum.accumulate(
+        np.where(first_in_line, np.arange(starts.size), 0)
+    )
     users = values[head_index][~first_in_line]
     items = values[~first_in_line]
     return users, items
@@ -206,4 +236,6 @@ def _raise_bad_token(data: bytes, pos: int, fname: str, why: str = "") -> None:
     ends = [e for e in (data.find(s, pos) for s in seps) if e >= 0]
     token = data[begin : min(ends) if ends else len(data)].decode("utf-8", "replace")
     line = data.count(b"\n", 0, pos) + 1
-    raise at_line(fname, line, f"id {token!r} " + (why or "is not a non-negative integer"))
+    raise at_line(
+        fname, line, f"id {token!r} " + (why or "is not a non-negative integer")
+    )

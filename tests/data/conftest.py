@@ -1,4 +1,4 @@
-"""Fixtures for the data-pipeline tests: tiny file writer, local HTTP server, cache dir."""
+"""Fixtures for the data tests: a local HTTP server and a private cache directory."""
 
 from __future__ import annotations
 
@@ -46,4 +46,3 @@ def _no_env_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests pass directories explicitly; environment overrides must not leak in."""
     monkeypatch.delenv("DVR_DATA_URL", raising=False)
     monkeypatch.delenv("DVR_CACHE_DIR", raising=False)
-

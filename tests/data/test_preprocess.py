@@ -38,9 +38,9 @@ def test_unique_pairs_merges_duplicates_and_sorts():
 def test_sorted_unique_and_isin_sorted():
     values = np.array([5, 1, 5, 3, 1])
     assert preprocess.sorted_unique(values).tolist() == [1, 3, 5]
-    assert preprocess.isin_sorted(np.array([0, 1, 4, 5, 9]), np.array([1, 3, 5])).tolist() == [
-        False, True, False, True, False
-    ]
+    assert preprocess.isin_sorted(
+        np.array([0, 1, 4, 5, 9]), np.array([1, 3, 5])
+    ).tolist() == [False, True, False, True, False]
     assert not preprocess.isin_sorted(np.array([1]), np.array([], int)).any()
 
 
@@ -50,7 +50,9 @@ def test_kcore_matches_oracle(rng, k):
     items = rng.zipf(1.6, 600) % 80
     pairs = preprocess.unique_pairs(users, items)
     kept = pairs[preprocess.kcore_mask(pairs, k)]
-    assert {tuple(p) for p in kept.tolist()} == _kcore_oracle({tuple(p) for p in pairs.tolist()}, k)
+    assert {tuple(p) for p in kept.tolist()} == _kcore_oracle(
+        {tuple(p) for p in pairs.tolist()}, k
+    )
     if len(kept):
         assert np.bincount(kept[:, 0]).max() >= k
         assert np.bincount(kept[:, 0])[np.unique(kept[:, 0])].min() >= k
@@ -62,7 +64,10 @@ def test_kcore_needs_iteration():
     pairs = np.array([[0, 1], [0, 2], [1, 1], [1, 2], [2, 3], [2, 9], [3, 3]])
     kept = pairs[preprocess.kcore_mask(pairs, 2)]
     assert kept.tolist() == [[0, 1], [0, 2], [1, 1], [1, 2]]
-    assert preprocess.kcore_mask(pairs, None).all() and preprocess.kcore_mask(pairs, 1).all()
+    assert (
+        preprocess.kcore_mask(pairs, None).all()
+        and preprocess.kcore_mask(pairs, 1).all()
+    )
 
 
 def test_reindex_contiguous_and_order_preserving():
@@ -91,11 +96,11 @@ def test_split_sizes_and_small_users():
     train, valid, test = preprocess.split_per_user(pairs, len(counts), seed=0)
     n_valid = np.bincount(valid[:, 0], minlength=len(counts))
     n_test = np.bincount(test[:, 0], minlength=len(counts))
-    # max(1, round(0.1 n)), round half to even (Python's round); 0 for users under 3 pairs.
+    # max(1, round(0.1 n)), round half to even (Python's round); 0 under 3 pairs.
     expected = [0, 0, 1, 1, 1, 2, 2, 3]
     assert n_valid.tolist() == expected and n_test.tolist() == expected
     assert np.bincount(train[:, 0], minlength=len(counts)).tolist() == [
-        n - 2 * e for n, e in zip(counts, expected)
+        n - 2 * e for n, e in zip(counts, expected, strict=True)
     ]
     merged = np.concatenate([train, valid, test])
     assert sorted(map(tuple, merged.tolist())) == sorted(map(tuple, pairs.tolist()))
@@ -109,7 +114,7 @@ def test_split_is_deterministic_per_seed_and_random_across_seeds():
     first = preprocess.split_per_user(pairs, 30, seed=7)
     again = preprocess.split_per_user(pairs, 30, seed=7)
     other = preprocess.split_per_user(pairs, 30, seed=8)
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[2], other[2])
 

@@ -1,0 +1,98 @@
+"""`load_dataset` on tiny generic CSV/TSV files with optional item categories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dvr_jax.data import DataError, load_dataset
+from tests.data.checks import (
+    all_pairs,
+    assert_valid_dataset,
+    write,
+)
+
+
+def test_csv_with_header_ratings_and_categories(tmp_path, cache_dir):
+    rows = "userId,movieId,rating,timestamp\n" + "".join(
+        f"u{u},m{i},{5 if (u + i) % 3 else 2},{u}\n" for u in range(4) for i in range(5)
+    )
+    cats = "item,genres\nm0,Action Drama\nm1,Drama\nm2,Comedy\nm0,War\n"
+    path = write(tmp_path / "ratings.csv", rows)
+    cat_path = write(tmp_path / "cats.csv", cats)
+    ds = load_dataset(
+        str(path), cache_dir=cache_dir, kcore=None, categories_file=cat_path
+    )
+    assert_valid_dataset(ds)
+    assert ds.name == "ratings"
+    expected = {(f"u{u}", f"m{i}") for u in range(4) for i in range(5) if (u + i) % 3}
+    assert all_pairs(ds) == expected
+    assert ds.category_names == ("Action", "Comedy", "Drama", "War", "unknown")
+    row = ds.item_categories[ds.item_ids.tolist().index("m0")]
+    assert row.tolist() == [1, 0, 1, 1, 0]
+
+
+def test_tsv_without_header_relative_to_data_dir(tmp_path, cache_dir):
+    write(
+        tmp_path / "d" / "plays.tsv",
+        "".join(f"{u}\t{i}\n" for u in range(3) for i in range(4)),
+    )
+    ds = load_dataset("plays.tsv", tmp_path / "d", cache_dir=cache_dir, kcore=None)
+    assert ds.user_ids.tolist() == ["0", "1", "2"] and len(all_pairs(ds)) == 12
+
+
+def test_csv_duplicates_count_once(tmp_path, cache_dir):
+    # User 9 rates item 0 three times: counted three times it would pass a 3-core.
+    rows = (
+        "".join(f"{u},{i}\n" for u in range(5) for i in range(5))
+        + "0,0\n9,0\n9,0\n9,0\n"
+    )
+    ds = load_dataset(
+        str(write(tmp_path / "a.csv", rows)), cache_dir=cache_dir, kcore=3
+    )
+    assert "9" not in ds.user_ids.tolist()
+    assert (
+        len(all_pairs(ds)) == 25 and sum(map(len, (ds.train, ds.valid, ds.test))) == 25
+    )
+    no_core = load_dataset(str(tmp_path / "a.csv"), cache_dir=cache_dir, kcore=None)
+    assert sum(map(len, (no_core.train, no_core.valid, no_core.test))) == 26
+
+
+def test_csv_errors(tmp_path, cache_dir):
+    path = write(tmp_path / "r.csv", "user,item\n1,2\n3,4\n")
+    bad_cats = write(tmp_path / "c.csv", "2,A\n9,B\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(
+            str(path), cache_dir=cache_dir, kcore=None, categories_file=bad_cats
+        )
+    assert str(info.value) == f"{bad_cats} line 2: item '9' does not occur in {path}"
+    with pytest.raises(DataError, match="cannot tell the delimiter"):
+        load_dataset(
+            str(path),
+            cache_dir=cache_dir,
+            categories_file=write(tmp_path / "c.txt", "1 A\n"),
+        )
+    with pytest.raises(
+        DataError, match="categories_file applies to .csv/.tsv datasets only"
+    ):
+        load_dataset("gowalla", tmp_path, cache_dir=cache_dir, categories_file=bad_cats)
+    with pytest.raises(DataError, match=r"r5.csv line 1: expected 2 to 4 columns"):
+        load_dataset(
+            str(write(tmp_path / "r5.csv", "1,2,3,4,5\n")), cache_dir=cache_dir
+        )
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(str(tmp_path / "nope.csv"), cache_dir=cache_dir)
+
+
+def test_same_seed_same_split_other_seed_differs(tmp_path, cache_dir):
+    rows = "".join(
+        f"{u},{i}\n" for u in range(30) for i in range(30) if (u * 7 + i) % 4
+    )
+    path = str(write(tmp_path / "r.csv", rows))
+    first = load_dataset(path, kcore=10, use_cache=False)
+    second = load_dataset(path, kcore=10, use_cache=False)
+    other = load_dataset(path, kcore=10, use_cache=False, split_seed=1)
+    for split in ("train", "valid", "test"):
+        np.testing.assert_array_equal(getattr(first, split), getattr(second, split))
+    assert not np.array_equal(first.test, other.test)
+    assert first.source_hash == second.source_hash != other.source_hash
