@@ -1,13 +1,13 @@
-"""Parsers for each supported file layout: raw bytes -> `Parsed` records + side info.
+"""Parsers of the published layouts: raw bytes -> `Parsed` records + side info.
 
 Layouts: hetrec2011 LastFM (`user_artists.dat`), LightGCN triplets (`user item count`,
 1-based, a fixed train/test split), LightGCN/NGCF adjacency lists (`user item item ...`,
-a fixed split), RecBole atomic files (`.inter` / `.item` / `.user`, read by header field
-name) and a generic CSV/TSV (`user,item[,rating[,timestamp]]` plus an optional
-`item,categories` file). Parsers only read and validate; binarising, filtering and
-splitting happen in `dvr_jax.data.preprocess`. Every parser takes a mapping from a file
-*role* (e.g. "train") to a `SourceFile` and raises `DataError` naming the file and line
-of the first problem.
+a fixed split) and RecBole atomic files (`.inter` / `.item` / `.user`, read by header
+field name); the generic CSV/TSV layout lives in `dvr_jax.data.csv_format`. Parsers only
+read and validate; binarising, filtering and splitting happen in
+`dvr_jax.data.preprocess`. Every parser takes a mapping from a file *role* (e.g.
+"train") to a `SourceFile` and raises `DataError` naming the file and line of the first
+problem.
 """
 
 from __future__ import annotations
@@ -90,8 +90,23 @@ def encode_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), uniq
 
 
-def _interactions(users, items, ratings=None, split=None) -> Interactions:
-    """Encodes raw id arrays into an `Interactions` record."""
+def make_interactions(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray | None = None,
+    split: np.ndarray | None = None,
+) -> Interactions:
+    """Encodes raw id arrays into an `Interactions` record.
+
+    Args:
+      users: int64[P] or str[P] original user ids.
+      items: int64[P] or str[P] original item ids.
+      ratings: float64[P] explicit ratings, or None.
+      split: int8[P] `TRAIN` / `TEST` codes of a published split, or None.
+
+    Returns:
+      The `Interactions` with ids replaced by codes into sorted label arrays.
+    """
     user_codes, user_labels = encode_ids(users)
     item_codes, item_labels = encode_ids(items)
     return Interactions(
@@ -148,7 +163,7 @@ def parse_hetrec_lastfm(files: Mapping[str, SourceFile]) -> Parsed:
     The `weight` (listening count) column is not used: listening counts are no ratings.
     """
     source = files["interactions"]
-    return Parsed(_interactions(*hetrec_pairs(source.data, source.label)))
+    return Parsed(make_interactions(*hetrec_pairs(source.data, source.label)))
 
 
 def parse_lightgcn_triplets(files: Mapping[str, SourceFile]) -> Parsed:
@@ -167,7 +182,7 @@ def parse_lightgcn_triplets(files: Mapping[str, SourceFile]) -> Parsed:
         )
         parts.append((users, items, np.full(users.size, code, np.int8)))
     users, items, split = (np.concatenate(col) for col in zip(*parts, strict=True))
-    return Parsed(_interactions(users, items, split=split))
+    return Parsed(make_interactions(users, items, split=split))
 
 
 def parse_adjacency_split(files: Mapping[str, SourceFile]) -> Parsed:
@@ -179,7 +194,7 @@ def parse_adjacency_split(files: Mapping[str, SourceFile]) -> Parsed:
         _require_pairs(users.size, source)
         parts.append((users, items, np.full(users.size, code, np.int8)))
     users, items, split = (np.concatenate(col) for col in zip(*parts, strict=True))
-    return Parsed(_interactions(users, items, split=split))
+    return Parsed(make_interactions(users, items, split=split))
 
 
 def parse_atomic(files: Mapping[str, SourceFile]) -> Parsed:
@@ -199,7 +214,9 @@ def parse_atomic(files: Mapping[str, SourceFile]) -> Parsed:
         ratings = text.parse_floats(
             table.columns[r_col], source.label, table.line_numbers, "rating"
         )
-    parsed = Parsed(_interactions(table.columns[u_col], table.columns[i_col], ratings))
+    parsed = Parsed(
+        make_interactions(table.columns[u_col], table.columns[i_col], ratings)
+    )
     categories = _atomic_categories(files["item"]) if "item" in files else None
     attributes = _atomic_user_attributes(files["user"]) if "user" in files else None
     return parsed._replace(item_categories=categories, user_attributes=attributes)
@@ -212,7 +229,7 @@ def _atomic_categories(source: SourceFile) -> dict[str, tuple[str, ...]] | None:
     c_col = _field_index(table.header, ("class",), source, required=False)
     if c_col is None:
         return None
-    return _merge_categories(table.columns[i_col], table.columns[c_col])
+    return merge_categories(table.columns[i_col], table.columns[c_col])
 
 
 def _atomic_user_attributes(source: SourceFile) -> dict[str, dict[str, str]]:
@@ -229,81 +246,20 @@ def _atomic_user_attributes(source: SourceFile) -> dict[str, dict[str, str]]:
     return attributes
 
 
-def _merge_categories(
+def merge_categories(
     items: np.ndarray, fields: np.ndarray
 ) -> dict[str, tuple[str, ...]]:
-    """Whitespace-separated category fields per item; repeated items accumulate."""
+    """Category lists per item from whitespace-separated fields.
+
+    Args:
+      items: str[R] original item ids (repeats allowed: their categories accumulate).
+      fields: str[R] space-separated category names (may be empty).
+
+    Returns:
+      original item id -> distinct category names in first-seen order.
+    """
     merged: dict[str, tuple[str, ...]] = {}
     for item, field in zip(items.tolist(), fields.tolist(), strict=True):
         names = tuple(field.split())
         merged[item] = tuple(dict.fromkeys(merged.get(item, ()) + names))
     return merged
-
-
-def _first_field(source: SourceFile, delimiter: str) -> str:
-    """The first field of the first non-blank line (for header sniffing)."""
-    head = source.data[:4096].decode("utf-8-sig", "replace").lstrip()
-    return head.splitlines()[0].split(delimiter)[0] if head else ""
-
-
-def _is_header(first_field: str, prefix: str) -> bool:
-    """The CSV header rule: the first field starts with `prefix` ("user" / "item")."""
-    return first_field.strip().strip('"').lower().startswith(prefix)
-
-
-def parse_csv(
-    files: Mapping[str, SourceFile], delimiter: str, categories_delimiter: str = ","
-) -> Parsed:
-    """Generic `user,item[,rating[,timestamp]]` file plus an optional category file.
-
-    The first line is a header when its first field starts with "user" (any case).
-    With a rating column, ratings are binarised later; a timestamp column is ignored.
-    The category file holds `item<delim>cat1 cat2 ...` lines (a header when its first
-    field starts with "item"); every item it names must occur in the interactions.
-    """
-    source = files["interactions"]
-    header = _is_header(_first_field(source, delimiter), "user")
-    table = text.read_table(
-        source.data, source.label, delimiter=delimiter, header=header
-    )
-    if not 2 <= len(table.columns) <= 4:
-        raise at_line(
-            source.label,
-            int(table.line_numbers[0]),
-            "expected 2 to 4 columns (user, item[, rating[, timestamp]]), "
-            f"got {len(table.columns)}",
-        )
-    users, items = (np.char.strip(c) for c in table.columns[:2])
-    ratings = None
-    if len(table.columns) >= 3:
-        ratings = text.parse_floats(
-            table.columns[2], source.label, table.line_numbers, "rating"
-        )
-    parsed = Parsed(_interactions(users, items, ratings))
-    if "categories" not in files:
-        return parsed
-    return parsed._replace(
-        item_categories=_csv_categories(
-            files["categories"], categories_delimiter, parsed.interactions, source
-        )
-    )
-
-
-def _csv_categories(
-    source: SourceFile, delimiter: str, inter: Interactions, inter_source: SourceFile
-) -> dict[str, tuple[str, ...]]:
-    """Reads `item<delim>categories` lines; each item must occur in the interactions."""
-    header = _is_header(_first_field(source, delimiter), "item")
-    table = text.read_table(
-        source.data, source.label, delimiter=delimiter, header=header, n_columns=2
-    )
-    items = np.char.strip(table.columns[0])
-    known = np.isin(items, inter.item_labels)
-    if not known.all():
-        row = int(np.argmin(known))
-        raise at_line(
-            source.label,
-            int(table.line_numbers[row]),
-            f"item {str(items[row])!r} does not occur in {inter_source.label}",
-        )
-    return _merge_categories(items, table.columns[1])

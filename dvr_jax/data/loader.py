@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from dvr_jax.data import cache, formats, preprocess
+from dvr_jax.data import cache, csv_format, formats, preprocess, side_info
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.data.download import (
     fetch_files,
@@ -40,7 +40,6 @@ from dvr_jax.data.download import (
 from dvr_jax.data.errors import DataError
 from dvr_jax.data.registry import DATASETS, resolve_cache_dir, resolve_data_dir
 
-UNKNOWN_CATEGORY = "unknown"
 _CSV_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
 
@@ -82,7 +81,7 @@ def _csv_source(
     delimiters = {role: _delimiter(path) for role, path in paths.items()}
 
     def parse(files: Mapping[str, formats.SourceFile]) -> formats.Parsed:
-        return formats.parse_csv(
+        return csv_format.parse_csv(
             files, delimiters["interactions"], delimiters.get("categories", ",")
         )
 
@@ -127,38 +126,6 @@ def _resolve(
         f"for your own data put RecBole atomic files at {folder}/{name}.inter "
         f"(optional {name}.item) or give the path of a .csv/.tsv file"
     )
-
-
-def _category_matrix(
-    item_ids: np.ndarray, categories: Mapping[str, tuple[str, ...]]
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Multi-hot float32[I, n_cat] item categories; items without any get "unknown".
-
-    The vocabulary is every category named in the source (ml-100k keeps all 19 genres
-    even when k-core filtering drops every item of one), plus "unknown" when needed.
-    """
-    lists = [
-        categories.get(item, ()) or (UNKNOWN_CATEGORY,) for item in item_ids.tolist()
-    ]
-    vocabulary = {c for cats in categories.values() for c in cats}
-    names = tuple(sorted(vocabulary.union(*map(set, lists))))
-    index = {c: j for j, c in enumerate(names)}
-    rows = np.repeat(np.arange(len(lists)), [len(cats) for cats in lists])
-    cols = np.array([index[c] for cats in lists for c in cats], dtype=np.int64)
-    matrix = np.zeros((len(lists), len(names)), dtype=np.float32)
-    matrix[rows, cols] = 1.0
-    return matrix, names
-
-
-def _attribute_array(user_ids: np.ndarray, values: Mapping[str, str]) -> np.ndarray:
-    """int32[U] (missing: -1) when all known values are integers, else str[U] ("")."""
-    column = np.array([values.get(u, "") for u in user_ids.tolist()], dtype=str)
-    present = column != ""
-    if present.any() and np.char.isdecimal(column[present]).all():
-        return np.where(
-            present, np.where(present, column, "0").astype(np.int64), -1
-        ).astype(np.int32)
-    return column
 
 
 def _pairs_by_split(inter: formats.Interactions, keep: np.ndarray | None):
@@ -225,9 +192,9 @@ def _build(
     item_ids = inter.item_labels[item_codes]
     categories, names = None, None
     if parsed.item_categories is not None:
-        categories, names = _category_matrix(item_ids, parsed.item_categories)
+        categories, names = side_info.category_matrix(item_ids, parsed.item_categories)
     attributes = {
-        attr: _attribute_array(user_ids, values)
+        attr: side_info.attribute_array(user_ids, values)
         for attr, values in (parsed.user_attributes or {}).items()
     }
     return Dataset(
@@ -247,7 +214,7 @@ def _build(
 
 
 def load_dataset(
-    name: str,
+    name: str | os.PathLike[str],
     data_dir: str | os.PathLike[str] | None = None,
     *,
     kcore: int | None | Literal["default"] = "default",
@@ -285,6 +252,7 @@ def load_dataset(
       DataError: unknown name, missing files (says which to put where), malformed files
         (names file and line), checksum mismatch, or nothing left after filtering.
     """
+    name = os.fspath(name)
     root = resolve_data_dir(data_dir)
     source = _resolve(name, root, categories_file, download, base_url)
     k = source.default_kcore if kcore == "default" else kcore

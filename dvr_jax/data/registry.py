@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -78,100 +79,102 @@ class DatasetSpec:
     side_info: str
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "lastfm": DatasetSpec(
-        name="lastfm",
-        files=(
-            FileSpec(
-                "interactions",
-                "user_artists.dat",
-                "254272fa721c3935e8be286d28c051b206844307128698ab4eaa41d483379416",
-                _GROUPLENS_LASTFM,
-                member="user_artists.dat",
-                pairs_sha256=_LASTFM_PAIRS,
-                pairs_reader=formats.hetrec_pairs,
-            ),
-        ),
-        parse=formats.parse_hetrec_lastfm,
-        default_kcore=10,
-        fixed_split=False,
-        side_info="none (listening counts are not used as ratings)",
-    ),
-    "ml-100k": DatasetSpec(
-        name="ml-100k",
-        files=tuple(
-            FileSpec(
-                role,
-                f"ml-100k.{role}",
-                digest,
-                _RECBOLE_ML100K,
-                member=f"ml-100k.{role}",
-            )
-            for role, digest in (
-                (
-                    "inter",
-                    "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+DATASETS: Mapping[str, DatasetSpec] = types.MappingProxyType(
+    {
+        "lastfm": DatasetSpec(
+            name="lastfm",
+            files=(
+                FileSpec(
+                    "interactions",
+                    "user_artists.dat",
+                    "254272fa721c3935e8be286d28c051b206844307128698ab4eaa41d483379416",
+                    _GROUPLENS_LASTFM,
+                    member="user_artists.dat",
+                    pairs_sha256=_LASTFM_PAIRS,
+                    pairs_reader=formats.hetrec_pairs,
                 ),
-                (
-                    "item",
-                    "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+            ),
+            parse=formats.parse_hetrec_lastfm,
+            default_kcore=10,
+            fixed_split=False,
+            side_info="none (listening counts are not used as ratings)",
+        ),
+        "ml-100k": DatasetSpec(
+            name="ml-100k",
+            files=tuple(
+                FileSpec(
+                    role,
+                    f"ml-100k.{role}",
+                    digest,
+                    _RECBOLE_ML100K,
+                    member=f"ml-100k.{role}",
+                )
+                for role, digest in (
+                    (
+                        "inter",
+                        "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+                    ),
+                    (
+                        "item",
+                        "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+                    ),
+                    (
+                        "user",
+                        "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+                    ),
+                )
+            ),
+            parse=formats.parse_atomic,
+            default_kcore=10,
+            fixed_split=False,
+            side_info="19 genres as item categories; user gender and age",
+        ),
+        "lastfm-lightgcn": DatasetSpec(
+            name="lastfm-lightgcn",
+            files=(
+                FileSpec(
+                    "train",
+                    "data1.txt",
+                    "c82af3228cbbda2f55a39244de09ed93292894f1d0d9f1908ebb57e27598fded",
+                    f"{_LIGHTGCN}/lastfm/data1.txt",
                 ),
-                (
-                    "user",
-                    "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+                FileSpec(
+                    "test",
+                    "test1.txt",
+                    "de4417c0e6123284ce59a0934bcf5288ec1ec8774a18a1eef453c9952dfa48f9",
+                    f"{_LIGHTGCN}/lastfm/test1.txt",
                 ),
-            )
+            ),
+            parse=formats.parse_lightgcn_triplets,
+            default_kcore=None,
+            fixed_split=True,
+            side_info="none",
         ),
-        parse=formats.parse_atomic,
-        default_kcore=10,
-        fixed_split=False,
-        side_info="19 genres as item categories; user gender and age",
-    ),
-    "lastfm-lightgcn": DatasetSpec(
-        name="lastfm-lightgcn",
-        files=(
-            FileSpec(
-                "train",
-                "data1.txt",
-                "c82af3228cbbda2f55a39244de09ed93292894f1d0d9f1908ebb57e27598fded",
-                f"{_LIGHTGCN}/lastfm/data1.txt",
+        "gowalla": DatasetSpec(
+            name="gowalla",
+            files=(
+                FileSpec(
+                    "train",
+                    "train.txt",
+                    "0f086326b28a56c2e6dcb81d86ee72d4ccb7eed3a8d26788392356d8f51111cc",
+                    f"{_LIGHTGCN}/gowalla/train.txt",
+                    pairs_sha256=_GOWALLA_PAIRS,
+                    pairs_reader=text.parse_adjacency,
+                ),
+                FileSpec(
+                    "test",
+                    "test.txt",
+                    "099a2a73924e4b754dc6efd730d764f492321b53c38eb93298850c83acf57be3",
+                    f"{_LIGHTGCN}/gowalla/test.txt",
+                ),
             ),
-            FileSpec(
-                "test",
-                "test1.txt",
-                "de4417c0e6123284ce59a0934bcf5288ec1ec8774a18a1eef453c9952dfa48f9",
-                f"{_LIGHTGCN}/lastfm/test1.txt",
-            ),
+            parse=formats.parse_adjacency_split,
+            default_kcore=None,
+            fixed_split=True,
+            side_info="none",
         ),
-        parse=formats.parse_lightgcn_triplets,
-        default_kcore=None,
-        fixed_split=True,
-        side_info="none",
-    ),
-    "gowalla": DatasetSpec(
-        name="gowalla",
-        files=(
-            FileSpec(
-                "train",
-                "train.txt",
-                "0f086326b28a56c2e6dcb81d86ee72d4ccb7eed3a8d26788392356d8f51111cc",
-                f"{_LIGHTGCN}/gowalla/train.txt",
-                pairs_sha256=_GOWALLA_PAIRS,
-                pairs_reader=text.parse_adjacency,
-            ),
-            FileSpec(
-                "test",
-                "test.txt",
-                "099a2a73924e4b754dc6efd730d764f492321b53c38eb93298850c83acf57be3",
-                f"{_LIGHTGCN}/gowalla/test.txt",
-            ),
-        ),
-        parse=formats.parse_adjacency_split,
-        default_kcore=None,
-        fixed_split=True,
-        side_info="none",
-    ),
-}
+    }
+)
 
 
 def _user_cache_root() -> Path:

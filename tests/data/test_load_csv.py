@@ -96,3 +96,36 @@ def test_same_seed_same_split_other_seed_differs(tmp_path, cache_dir):
         np.testing.assert_array_equal(getattr(first, split), getattr(second, split))
     assert not np.array_equal(first.test, other.test)
     assert first.source_hash == second.source_hash != other.source_hash
+
+
+@pytest.mark.parametrize(
+    ("first_line", "is_header"),
+    [
+        ("userId,movieId,rating", True),
+        ("user_id:token,item_id:token,rating:float", True),
+        ("reviewerID,asin,overall", True),
+        ('"user","item","rating"', True),
+        ("user_12,item_3,5", False),  # ids that merely start with "user" are data
+        ("7,3,5", False),
+    ],
+)
+def test_csv_header_recognised_by_name(tmp_path, cache_dir, first_line, is_header):
+    rows = (
+        first_line
+        + "\n"
+        + "".join(f"user_{u},item_{i},5\n" for u in range(3) for i in range(3))
+    )
+    ds = load_dataset(
+        str(write(tmp_path / "h.csv", rows)), cache_dir=cache_dir, kcore=None
+    )
+    assert len(all_pairs(ds)) == 9 + (0 if is_header else 1)
+
+
+def test_category_file_header_and_path_objects(tmp_path, cache_dir):
+    path = write(
+        tmp_path / "r.tsv", "".join(f"{u}\t{i}\n" for u in range(3) for i in range(3))
+    )
+    cats = write(tmp_path / "c.tsv", "movieId\tgenres\n0\tA\n1\tB A\n")
+    ds = load_dataset(path, cache_dir=cache_dir, kcore=None, categories_file=cats)
+    assert ds.category_names == ("A", "B", "unknown")
+    assert ds.item_categories.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
