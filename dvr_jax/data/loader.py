@@ -53,7 +53,6 @@ class _Source:
     labels: dict[str, str]
     parse: Callable[[Mapping[str, formats.SourceFile]], formats.Parsed]
     default_kcore: int | None
-    fixed_split: bool
 
 
 def _delimiter(path: Path) -> str:
@@ -86,11 +85,15 @@ def _csv_source(
         )
 
     labels = {role: str(path) for role, path in paths.items()}
-    return _Source(paths["interactions"].stem, "csv", paths, labels, parse, 10, False)
+    return _Source(paths["interactions"].stem, "csv", paths, labels, parse, 10)
 
 
 def _resolve(
-    name: str, data_dir: Path, categories_file, download: bool, base_url: str | None
+    name: str,
+    data_dir: Path,
+    categories_file: str | os.PathLike[str] | None,
+    download: bool,
+    base_url: str | None,
 ) -> _Source:
     """Finds (and if needed downloads) the files of dataset `name`."""
     if Path(name).suffix.lower() in _CSV_DELIMITERS:
@@ -109,9 +112,7 @@ def _resolve(
             fetch_files(spec, missing, folder, base_url=base_url)
         paths = {f.role: folder / f.name for f in spec.files}
         labels = {f.role: f.name for f in spec.files}
-        return _Source(
-            name, name, paths, labels, spec.parse, spec.default_kcore, spec.fixed_split
-        )
+        return _Source(name, name, paths, labels, spec.parse, spec.default_kcore)
     folder = data_dir / name
     if name and "/" not in name and (folder / f"{name}.inter").is_file():
         paths = {
@@ -120,7 +121,7 @@ def _resolve(
             if (folder / f"{name}.{role}").is_file()
         }
         labels = {role: path.name for role, path in paths.items()}
-        return _Source(name, "atomic", paths, labels, formats.parse_atomic, 10, False)
+        return _Source(name, "atomic", paths, labels, formats.parse_atomic, 10)
     raise DataError(
         f"unknown dataset {name!r}: known datasets are {', '.join(sorted(DATASETS))}; "
         f"for your own data put RecBole atomic files at {folder}/{name}.inter "
@@ -128,7 +129,9 @@ def _resolve(
     )
 
 
-def _pairs_by_split(inter: formats.Interactions, keep: np.ndarray | None):
+def _pairs_by_split(
+    inter: formats.Interactions, keep: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Distinct pairs and split codes; fixed-split test pairs also in train are dropped.
 
     Returns:
