@@ -12,11 +12,11 @@ How a name is resolved:
     optional `<name>.item` (`class` -> categories) and `<name>.user` (gender, age).
 
 Non-fixed datasets are binarised (rating >= `rating_threshold` where ratings exist),
-de-duplicated, k-cored (default 10) and split 8:1:1 per user from `split_seed`. Fixed
-published splits (`lastfm-lightgcn`, `gowalla`) keep their test set, carve validation
-out of train and are not k-cored by default; their catalogue is every user / item id
-occurring in some pair of their files (LightGCN's 4,489 LastFM and 40,981 Gowalla
-items). Items without any category get the category "unknown".
+de-duplicated, k-cored (default 10; `kcore=0` disables it) and split 8:1:1 per user
+from `split_seed`. Fixed published splits (`lastfm-lightgcn`, `gowalla`) keep their
+test set, carve validation out of train and are not k-cored by default; their catalogue
+is every user / item id occurring in some pair of their files (LightGCN's 4,489 LastFM
+and 40,981 Gowalla items). Items without any category get the category "unknown".
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -220,7 +219,7 @@ def load_dataset(
     name: str | os.PathLike[str],
     data_dir: str | os.PathLike[str] | None = None,
     *,
-    kcore: int | None | Literal["default"] = "default",
+    kcore: int | None = None,
     split_seed: int = 2024,
     rating_threshold: float = 4.0,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -236,8 +235,8 @@ def load_dataset(
         (see the module docstring).
       data_dir: where dataset folders live (default `$DVR_DATA_DIR`, else
         `~/.cache/dvr_jax/data`).
-      kcore: iterated k-core size; "default" is 10 except for fixed published splits
-        (None); None or <= 1 disables it.
+      kcore: iterated k-core size; None (the default) takes the dataset's default: 10,
+        or no k-core for fixed published splits. 0 (or any k <= 1) disables it.
       split_seed: seed of the per-user random split / validation carve-out.
       rating_threshold: smallest rating counted as positive (only where ratings exist).
       cache_dir: processed-data cache (default `$DVR_CACHE_DIR`, else
@@ -258,9 +257,11 @@ def load_dataset(
     name = os.fspath(name)
     root = resolve_data_dir(data_dir)
     source = _resolve(name, root, categories_file, download, base_url)
-    k = source.default_kcore if kcore == "default" else kcore
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int | np.integer)):
-        raise DataError(f"kcore must be an integer or None, got {k!r}")
+    if kcore is not None and (
+        isinstance(kcore, bool) or not isinstance(kcore, int | np.integer)
+    ):
+        raise DataError(f"kcore must be an integer or None, got {kcore!r}")
+    k = source.default_kcore if kcore is None else int(kcore)
     blobs = {}
     for role, path in source.paths.items():
         try:

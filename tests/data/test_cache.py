@@ -68,9 +68,9 @@ def test_cache_round_trips_side_information(tmp_path, cache_dir, monkeypatch):
     write(
         tmp_path / "m" / "m.user", "user_id:token\tgender:token\tage:token\n0\tF\t30\n"
     )
-    first = load_dataset("m", tmp_path, cache_dir=cache_dir, kcore=None)
+    first = load_dataset("m", tmp_path, cache_dir=cache_dir, kcore=0)
     _forbid_build(monkeypatch)
-    second = load_dataset("m", tmp_path, cache_dir=cache_dir, kcore=None)
+    second = load_dataset("m", tmp_path, cache_dir=cache_dir, kcore=0)
     _assert_same(first, second)
     np.testing.assert_array_equal(first.item_categories, second.item_categories)
     assert first.category_names == second.category_names == ("A", "B", "unknown")

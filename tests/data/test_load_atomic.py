@@ -45,9 +45,7 @@ def test_atomic_threshold_duplicates_categories_attributes(tmp_path, cache_dir):
     rows += [(3, 14, 3.5), (4, 10, 1)]  # negatives only: item 14 and user 4 vanish
     items = [(10, "Action Comedy"), (11, "Drama"), (12, ""), (14, "War")]
     users = [(1, 24, "M"), (2, 53, "F")]
-    ds = load_offline(
-        "ml-100k", _ml(tmp_path, rows, items, users), cache_dir, kcore=None
-    )
+    ds = load_offline("ml-100k", _ml(tmp_path, rows, items, users), cache_dir, kcore=0)
     assert_valid_dataset(ds)
     assert ds.user_ids.tolist() == ["1", "2", "3"]
     assert ds.item_ids.tolist() == ["10", "11", "12", "13"]
@@ -71,11 +69,11 @@ def test_atomic_threshold_duplicates_categories_attributes(tmp_path, cache_dir):
 def test_atomic_threshold_option(tmp_path, cache_dir):
     rows = [(1, 10, 3), (1, 11, 4), (1, 12, 5), (2, 10, 3)]
     path = _ml(tmp_path, rows, name="mine")
-    assert len(all_pairs(load_offline("mine", path, cache_dir, kcore=None))) == 2
+    assert len(all_pairs(load_offline("mine", path, cache_dir, kcore=0))) == 2
     assert (
         len(
             all_pairs(
-                load_offline("mine", path, cache_dir, kcore=None, rating_threshold=3)
+                load_offline("mine", path, cache_dir, kcore=0, rating_threshold=3)
             )
         )
         == 4
@@ -94,7 +92,7 @@ def test_atomic_without_rating_field(tmp_path, cache_dir):
     write(
         tmp_path / "x" / "x.inter", "user_id:token\titem_id:token\na\tp\nb\tq\na\tq\n"
     )
-    ds = load_offline("x", tmp_path, cache_dir, kcore=None)
+    ds = load_offline("x", tmp_path, cache_dir, kcore=0)
     assert ds.user_ids.tolist() == ["a", "b"] and len(all_pairs(ds)) == 3
 
 
@@ -125,5 +123,5 @@ def test_atomic_without_rating_field(tmp_path, cache_dir):
 def test_atomic_errors(tmp_path, cache_dir, content, message):
     write(tmp_path / "x" / "x.inter", content)
     with pytest.raises(DataError) as info:
-        load_offline("x", tmp_path, cache_dir, kcore=None)
+        load_offline("x", tmp_path, cache_dir, kcore=0)
     assert str(info.value) == message

@@ -20,9 +20,7 @@ def test_csv_with_header_ratings_and_categories(tmp_path, cache_dir):
     cats = "item,genres\nm0,Action Drama\nm1,Drama\nm2,Comedy\nm0,War\n"
     path = write(tmp_path / "ratings.csv", rows)
     cat_path = write(tmp_path / "cats.csv", cats)
-    ds = load_dataset(
-        str(path), cache_dir=cache_dir, kcore=None, categories_file=cat_path
-    )
+    ds = load_dataset(str(path), cache_dir=cache_dir, kcore=0, categories_file=cat_path)
     assert_valid_dataset(ds)
     assert ds.name == "ratings"
     expected = {(f"u{u}", f"m{i}") for u in range(4) for i in range(5) if (u + i) % 3}
@@ -37,7 +35,7 @@ def test_tsv_without_header_relative_to_data_dir(tmp_path, cache_dir):
         tmp_path / "d" / "plays.tsv",
         "".join(f"{u}\t{i}\n" for u in range(3) for i in range(4)),
     )
-    ds = load_dataset("plays.tsv", tmp_path / "d", cache_dir=cache_dir, kcore=None)
+    ds = load_dataset("plays.tsv", tmp_path / "d", cache_dir=cache_dir, kcore=0)
     assert ds.user_ids.tolist() == ["0", "1", "2"] and len(all_pairs(ds)) == 12
 
 
@@ -54,7 +52,7 @@ def test_csv_duplicates_count_once(tmp_path, cache_dir):
     assert (
         len(all_pairs(ds)) == 25 and sum(map(len, (ds.train, ds.valid, ds.test))) == 25
     )
-    no_core = load_dataset(str(tmp_path / "a.csv"), cache_dir=cache_dir, kcore=None)
+    no_core = load_dataset(str(tmp_path / "a.csv"), cache_dir=cache_dir, kcore=0)
     assert sum(map(len, (no_core.train, no_core.valid, no_core.test))) == 26
 
 
@@ -62,9 +60,7 @@ def test_csv_errors(tmp_path, cache_dir):
     path = write(tmp_path / "r.csv", "user,item\n1,2\n3,4\n")
     bad_cats = write(tmp_path / "c.csv", "2,A\n9,B\n")
     with pytest.raises(DataError) as info:
-        load_dataset(
-            str(path), cache_dir=cache_dir, kcore=None, categories_file=bad_cats
-        )
+        load_dataset(str(path), cache_dir=cache_dir, kcore=0, categories_file=bad_cats)
     assert str(info.value) == f"{bad_cats} line 2: item '9' does not occur in {path}"
     with pytest.raises(DataError, match="cannot tell the delimiter"):
         load_dataset(
@@ -116,7 +112,7 @@ def test_csv_header_recognised_by_name(tmp_path, cache_dir, first_line, is_heade
         + "".join(f"user_{u},item_{i},5\n" for u in range(3) for i in range(3))
     )
     ds = load_dataset(
-        str(write(tmp_path / "h.csv", rows)), cache_dir=cache_dir, kcore=None
+        str(write(tmp_path / "h.csv", rows)), cache_dir=cache_dir, kcore=0
     )
     assert len(all_pairs(ds)) == 9 + (0 if is_header else 1)
 
@@ -126,6 +122,6 @@ def test_category_file_header_and_path_objects(tmp_path, cache_dir):
         tmp_path / "r.tsv", "".join(f"{u}\t{i}\n" for u in range(3) for i in range(3))
     )
     cats = write(tmp_path / "c.tsv", "movieId\tgenres\n0\tA\n1\tB A\n")
-    ds = load_dataset(path, cache_dir=cache_dir, kcore=None, categories_file=cats)
+    ds = load_dataset(path, cache_dir=cache_dir, kcore=0, categories_file=cats)
     assert ds.category_names == ("A", "B", "unknown")
     assert ds.item_categories.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]

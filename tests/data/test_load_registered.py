@@ -23,7 +23,7 @@ def _hetrec(tmp_path, rows):
 
 def test_lastfm_every_listen_is_positive(tmp_path, cache_dir):
     rows = [(u, i, 1 + u * i) for u in (2, 3, 10) for i in (51, 52, 53, 7)]
-    ds = load_offline("lastfm", _hetrec(tmp_path, rows), cache_dir, kcore=None)
+    ds = load_offline("lastfm", _hetrec(tmp_path, rows), cache_dir, kcore=0)
     assert_valid_dataset(ds)
     assert ds.n_users == 3 and ds.n_items == 4
     assert ds.user_ids.tolist() == ["2", "3", "10"]  # numeric order, not "10" < "2"
@@ -37,12 +37,15 @@ def test_lastfm_every_listen_is_positive(tmp_path, cache_dir):
     assert ds.summary() == {"users": 3, "items": 4, "train": 6, "valid": 3, "test": 3}
 
 
-def test_lastfm_default_10core_leaves_nothing_on_tiny_data(tmp_path, cache_dir):
+@pytest.mark.parametrize("options", [{}, {"kcore": None}])
+def test_lastfm_default_10core_leaves_nothing_on_tiny_data(
+    tmp_path, cache_dir, options
+):
+    # kcore=None means "the dataset's default" (10 here); kcore=0 disables it.
     rows = [(u, i, 1) for u in (2, 3) for i in (1, 2)]
-    with pytest.raises(
-        DataError, match="lastfm: no interactions left after preprocessing"
-    ):
-        load_offline("lastfm", _hetrec(tmp_path, rows), cache_dir)
+    with pytest.raises(DataError, match=r"no interactions left .* kcore=10\)"):
+        load_offline("lastfm", _hetrec(tmp_path, rows), cache_dir, **options)
+    assert load_offline("lastfm", tmp_path, cache_dir, kcore=0).n_users == 2
 
 
 def test_lastfm_non_numeric_id(tmp_path, cache_dir):
@@ -51,7 +54,7 @@ def test_lastfm_non_numeric_id(tmp_path, cache_dir):
         "userID\tartistID\tweight\n2\t5\t1\n2\tabc\t1\n",
     )
     with pytest.raises(DataError) as info:
-        load_offline("lastfm", tmp_path, cache_dir, kcore=None)
+        load_offline("lastfm", tmp_path, cache_dir, kcore=0)
     assert str(info.value) == (
         "user_artists.dat line 3: artist id 'abc' is not a non-negative integer"
     )
@@ -62,7 +65,7 @@ def test_lastfm_missing_header(tmp_path, cache_dir):
     with pytest.raises(
         DataError, match="user_artists.dat line 1: header has no userID field"
     ):
-        load_offline("lastfm", tmp_path, cache_dir, kcore=None)
+        load_offline("lastfm", tmp_path, cache_dir, kcore=0)
 
 
 def test_lightgcn_triplets_fixed_split(tmp_path, cache_dir):
