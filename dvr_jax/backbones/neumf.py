@@ -102,8 +102,9 @@ class NeuMF(nn.Module):
     def score_all(self, users: Array, rows_per_chunk: int) -> Array:
         """Deterministic scores of C users against every item, f32[C, I] (see module doc)."""
         n_users = users.shape[0]
-        chunk = int(max(1, min(self.n_items, rows_per_chunk // max(n_users, 1))))
-        n_chunks = -(-self.n_items // chunk)
+        # As few chunks as the budget allows, then equal sizes to minimise padding.
+        n_chunks = -(-self.n_items // max(1, rows_per_chunk // max(n_users, 1)))
+        chunk = -(-self.n_items // n_chunks)
         first, rest = self.hidden[0], self.hidden[1:]
         kernel, bias = first.variables["params"]["kernel"], first.variables["params"]["bias"]
         mlp_dim = self.mlp_layers[0] // 2
