@@ -51,6 +51,8 @@ from dvr_jax.backbones import propagation
 from dvr_jax.backbones.base import Backbone
 from dvr_jax.typing import Array, Params, PRNGKey
 
+_NO_COLUMN = np.iinfo(np.int64).max
+
 
 class MGCFGraph(NamedTuple):
     """MGCF's four row-normalised (mean) operators, built once from the training pairs.
@@ -100,7 +102,8 @@ def cosine_top_k(
         sims = co.data / (norms[rows] * norms[cols])
         sims[cols == rows] = -1.0  # never link a node to itself
         nonempty = lengths > 0
-        seg_starts, seg_rows, seg_lengths = co.indptr[:-1][nonempty], rows[co.indptr[:-1][nonempty]], lengths[nonempty]
+        seg_starts = co.indptr[:-1][nonempty]
+        seg_rows, seg_lengths = rows[seg_starts], lengths[nonempty]
         if seg_starts.size == 0:
             continue
         for _ in range(k):
@@ -109,7 +112,7 @@ def cosine_top_k(
             if not valid.any():
                 break
             is_best = sims == np.repeat(best, seg_lengths)
-            best_col = np.minimum.reduceat(np.where(is_best, cols, np.iinfo(np.int64).max), seg_starts)
+            best_col = np.minimum.reduceat(np.where(is_best, cols, _NO_COLUMN), seg_starts)
             out_rows.append(seg_rows[valid])
             out_cols.append(best_col[valid])
             chosen = is_best & (cols == np.repeat(best_col, seg_lengths))
@@ -119,7 +122,9 @@ def cosine_top_k(
     return np.concatenate(out_rows), np.concatenate(out_cols)
 
 
-def build_mgcf_graph(train_pairs: np.ndarray, n_users: int, n_items: int, n_similar: int) -> MGCFGraph:
+def build_mgcf_graph(
+    train_pairs: np.ndarray, n_users: int, n_items: int, n_similar: int
+) -> MGCFGraph:
     """Builds the bipartite mean operators and the top-k cosine similarity graphs."""
     pairs = np.unique(np.asarray(train_pairs, np.int64).reshape(-1, 2), axis=0)
     users, items = pairs[:, 0], pairs[:, 1]
@@ -147,6 +152,11 @@ def _dropout(key: PRNGKey | None, x: Array, rate: float) -> Array:
 def _aggregate(weight: Array, own: Array, neighbour_mean: Array) -> Array:
     """MG's `MyMeanAggregator`: `tanh([own ; neighbour_mean] @ weight)`, no bias."""
     return jnp.tanh(jnp.concatenate([own, neighbour_mean], axis=-1) @ weight)
+
+
+def _fuse(bgc: Array, mge: Array, ego: Array) -> Array:
+    """MG's fusion and skip connection: `[tanh([bgc ; mge]) ; ego]`."""
+    return jnp.concatenate([jnp.tanh(jnp.concatenate([bgc, mge], axis=-1)), ego], axis=-1)
 
 
 def make_mgcf(
@@ -182,15 +192,15 @@ def make_mgcf(
     if reg_reduction not in ("sum", "mean"):
         raise ValueError(f"reg_reduction must be 'sum' or 'mean', got {reg_reduction!r}")
     glorot = jax.nn.initializers.glorot_uniform()
-    widths = [dim, *layer_sizes]
+    bgc_shapes = [(2 * d_in, d_out) for d_in, d_out in zip([dim, *layer_sizes], layer_sizes)]
 
     def init(key: PRNGKey) -> Params:
         keys = iter(jax.random.split(key, 4 + 2 * len(layer_sizes)))
         return {
             "user": glorot(next(keys), (n_users, dim), jnp.float32),
             "item": glorot(next(keys), (n_items, dim), jnp.float32),
-            "bgc_user": [glorot(next(keys), (2 * a, b), jnp.float32) for a, b in zip(widths, widths[1:])],
-            "bgc_item": [glorot(next(keys), (2 * a, b), jnp.float32) for a, b in zip(widths, widths[1:])],
+            "bgc_user": [glorot(next(keys), shape, jnp.float32) for shape in bgc_shapes],
+            "bgc_item": [glorot(next(keys), shape, jnp.float32) for shape in bgc_shapes],
             "mge_user": glorot(next(keys), (2 * dim, mge_dim), jnp.float32),
             "mge_item": glorot(next(keys), (2 * dim, mge_dim), jnp.float32),
         }
@@ -204,17 +214,23 @@ def make_mgcf(
             keys = list(jax.random.split(key, len(keys)))
         ego_user, ego_item = params["user"], params["item"]
         hid_user, hid_item = ego_user, ego_item
+        def neighbour_mean(op: propagation.SparseOp, x: Array, k_drop: PRNGKey | None) -> Array:
+            return _dropout(k_drop, propagation.spmm(op, x), dropout)
+
         for layer, (w_user, w_item) in enumerate(zip(params["bgc_user"], params["bgc_item"])):
-            mean_item = _dropout(keys[2 * layer], propagation.spmm(graph.user_item, hid_item), dropout)
-            mean_user = _dropout(keys[2 * layer + 1], propagation.spmm(graph.item_user, hid_user), dropout)
-            hid_user, hid_item = _aggregate(w_user, hid_user, mean_item), _aggregate(w_item, hid_item, mean_user)
-        sim_user = _dropout(keys[-2], propagation.spmm(graph.user_user, ego_user), dropout)
-        sim_item = _dropout(keys[-1], propagation.spmm(graph.item_item, ego_item), dropout)
-        mge_user = _aggregate(params["mge_user"], ego_user, sim_user)
-        mge_item = _aggregate(params["mge_item"], ego_item, sim_item)
+            mean_item = neighbour_mean(graph.user_item, hid_item, keys[2 * layer])
+            mean_user = neighbour_mean(graph.item_user, hid_user, keys[2 * layer + 1])
+            hid_user = _aggregate(w_user, hid_user, mean_item)
+            hid_item = _aggregate(w_item, hid_item, mean_user)
+        mge_user = _aggregate(
+            params["mge_user"], ego_user, neighbour_mean(graph.user_user, ego_user, keys[-2])
+        )
+        mge_item = _aggregate(
+            params["mge_item"], ego_item, neighbour_mean(graph.item_item, ego_item, keys[-1])
+        )
         return {
-            "user": jnp.concatenate([jnp.tanh(jnp.concatenate([hid_user, mge_user], -1)), ego_user], -1),
-            "item": jnp.concatenate([jnp.tanh(jnp.concatenate([hid_item, mge_item], -1)), ego_item], -1),
+            "user": _fuse(hid_user, mge_user, ego_user),
+            "item": _fuse(hid_item, mge_item, ego_item),
         }
 
     def score_pairs(reps: Params, users: Array, items: Array, key: PRNGKey | None = None) -> Array:
