@@ -1,0 +1,239 @@
+"""The DVR data valuator G(batch; Lambda): encoder + Harsanyi network + probability-map offset.
+
+Reference: DVR paper §5.1 (data valuator) and §5.2.1; ALGORITHMS §1 (Variant G default, union
+receptive fields, exact sample-level Shapley values) and Appendix A (defaults). `make_valuator`
+returns a NamedTuple of pure, jit-able functions over one parameter pytree
+`{"encoder": ..., "harsanyi": ..., "offset": f[]}`, so one optax optimizer trains all of Lambda.
+The batch size B is static: it fixes the layer-1 parameter shapes at `init`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from dvr_jax.typing import Array, Params, PRNGKey
+from dvr_jax.valuator import shapley as shapley_lib
+from dvr_jax.valuator.encoder import ENCODERS, CodeEncoder, PaperEncoder
+from dvr_jax.valuator.harsanyi import HarsanyiNet, HarsanyiTrace
+from dvr_jax.valuator.targets import mse_loss as squared_error
+from dvr_jax.valuator.value_map import VALUE_MAPS, shapley_to_probabilities
+
+VARIANTS = ("G", "F", "P", "C_compat")
+
+
+class DataValuator(nn.Module):
+    """Linen module: features -> encoder -> (const column) -> presence mask -> Harsanyi trace.
+
+    Attributes:
+      encoder: "code" or "paper".
+      h_dim: H, encoder output width.
+      encoder_hidden: hidden widths of the code encoder.
+      use_loss_feature: code encoder reads the loss column.
+      variant: "G", "F", "P" or "C_compat" (only G is grouped).
+      widths: Harsanyi units per layer.
+      const_column: append a constant-1 column to every slot (H' = H + 1).
+      harsanyi: remaining `HarsanyiNet` keyword arguments.
+      param_dtype: parameter dtype.
+    """
+
+    encoder: str = "code"
+    h_dim: int = 10
+    encoder_hidden: Sequence[int] = (256, 128)
+    use_loss_feature: bool = True
+    variant: str = "G"
+    widths: Sequence[int] = (100, 100)
+    const_column: bool = True
+    harsanyi: dict | None = None
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, feats: Array, present: Array) -> HarsanyiTrace:
+        """Runs the valuator on one batch.
+
+        Args:
+          feats: f[B, F] per-sample features (loss last).
+          present: f[B] or bool[B] presence mask mu; absent slots are zeroed *after* the encoder.
+
+        Returns:
+          The Harsanyi `HarsanyiTrace` of the masked batch.
+        """
+        self.param("offset", nn.initializers.zeros, (), self.param_dtype)
+        if self.encoder == "code":
+            enc = CodeEncoder(self.h_dim, self.encoder_hidden, self.use_loss_feature,
+                              self.param_dtype, name="encoder")
+        else:
+            enc = PaperEncoder(param_dtype=self.param_dtype, name="encoder")
+        slots = enc(feats)
+        if self.const_column:
+            slots = jnp.concatenate([slots, jnp.ones((slots.shape[0], 1), slots.dtype)], axis=1)
+        slots = slots * present.astype(slots.dtype)[:, None]
+        net = HarsanyiNet(self.widths, grouped=self.variant == "G",
+                          param_dtype=self.param_dtype, name="harsanyi", **(self.harsanyi or {}))
+        return net(slots)
+
+
+class ValuatorOutput(NamedTuple):
+    """One valuator forward pass.
+
+    Attributes:
+      prediction: f[] y_G, the predicted batch performance.
+      shapley: f[B] Shapley value of every slot (0 for absent slots).
+      null_fraction: f[] share of slots in no receptive field (structural null players).
+      active_fraction: f[] share of Harsanyi units with a non-zero activation.
+    """
+
+    prediction: Array
+    shapley: Array
+    null_fraction: Array
+    active_fraction: Array
+
+
+class Valuator(NamedTuple):
+    """Pure functions of the data valuator (all jit-able; B is static).
+
+    Attributes:
+      init: `init(key, feats f[B, F]) -> params` pytree {"encoder", "harsanyi", "offset"}.
+      forward: `forward(params, feats f[B, F], present f[B] | None) -> ValuatorOutput`.
+      output: `output(params, feats f[B, F], present f[B]) -> f[]` y_G under a presence mask.
+      shapley: `shapley(params, feats f[B, F]) -> f[B]` Shapley values of the full batch.
+      probabilities: `probabilities(params, shapley f[B]) -> f[B]` selection probabilities.
+      mse_loss: `mse_loss(params, feats f[B, F], target f[], present=None) -> (f[], ValuatorOutput)`.
+      trace: `trace(params, feats, present=None) -> HarsanyiTrace` (diagnostics, explanation).
+      module: the underlying `DataValuator` Linen module.
+    """
+
+    init: Callable[[PRNGKey, Array], Params]
+    forward: Callable[..., ValuatorOutput]
+    output: Callable[[Params, Array, Array], Array]
+    shapley: Callable[[Params, Array], Array]
+    probabilities: Callable[[Params, Array], Array]
+    mse_loss: Callable[..., tuple[Array, ValuatorOutput]]
+    trace: Callable[..., HarsanyiTrace]
+    module: DataValuator
+
+
+def _check_options(encoder: str, variant: str, h_dim: int, const_column: bool,
+                   value_map: str) -> None:
+    """Raises ValueError on unknown or inconsistent options."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if value_map not in VALUE_MAPS:
+        raise ValueError(f"value_map must be one of {VALUE_MAPS}, got {value_map!r}")
+    if encoder == "paper" and h_dim != 1:
+        raise ValueError("encoder='paper' has a scalar output: h_dim must be 1")
+    if variant == "P" and (h_dim != 1 or const_column):
+        raise ValueError("variant 'P' needs h_dim=1 and const_column=False (features = samples)")
+
+
+def make_valuator(
+    *,
+    encoder: str = "code",
+    h_dim: int | None = None,
+    encoder_hidden: Sequence[int] = (256, 128),
+    use_loss_feature: bool = True,
+    variant: str = "G",
+    num_layers: int = 2,
+    width: int | Sequence[int] = 100,
+    act_ratio: float = 0.01,
+    beta: float = 10.0,
+    gamma_trig: float = 1000.0,
+    v0: float = 1.0,
+    children_init: str = "random",
+    const_column: bool | None = None,
+    shared_slot_weights: bool = False,
+    output_bias: bool = False,
+    value_map: str = "sigmoid",
+    kappa: float = 1.0,
+    eps: float = 1e-3,
+    gamma_dv: float = 100.0,
+    param_dtype: jnp.dtype = jnp.float32,
+) -> Valuator:
+    """Builds the DVR data valuator (defaults: ALGORITHMS Appendix A).
+
+    Args:
+      encoder: "code" (3-layer tanh, default) or "paper" (ReLU -> tanh scalar).
+      h_dim: H; default 10 for "code", 1 for "paper" (use 50 for the cc/ild configs).
+      encoder_hidden: code-encoder hidden widths.
+      use_loss_feature: code encoder reads the loss column (D7 ablation when False).
+      variant: "G" (sample-grouped, default), "F" (feature children pooled to samples), "P"
+        (h_dim = 1, plain HarsanyiNet-MLP) or "C_compat" (the released code's values; ablation).
+      num_layers: L Harsanyi blocks.
+      width: M units per block (int) or one width per block.
+      act_ratio: initial children fraction (at sample granularity for Variant G).
+      beta: STE surrogate scale.
+      gamma_trig: AND trigger sharpness.
+      v0: initial children-logit magnitude.
+      children_init: "random" (HarsanyiNet, default) or "cover" (no null slots at init).
+      const_column: append a constant 1 to every slot; default True for G/F, False for P/C_compat.
+      shared_slot_weights: Variant G layer-1 weights shared across slots.
+      output_bias: learnable c0 (off, as in paper and code); excluded from Shapley values.
+      value_map: "sigmoid" (default) or "code".
+      kappa: sigmoid slope.
+      eps: sigmoid probability floor.
+      gamma_dv: `code` map scale.
+      param_dtype: float32 for training, float64 for exactness tests.
+
+    Returns:
+      A `Valuator` NamedTuple of pure functions.
+    """
+    if h_dim is None:
+        h_dim = 1 if encoder == "paper" or variant == "P" else 10
+    if const_column is None:
+        const_column = variant in ("G", "F")
+    _check_options(encoder, variant, h_dim, const_column, value_map)
+    widths = (width,) * num_layers if isinstance(width, int) else tuple(width)
+    if len(widths) != num_layers:
+        raise ValueError(f"got {len(widths)} widths for {num_layers} layers")
+    module = DataValuator(
+        encoder=encoder, h_dim=h_dim, encoder_hidden=tuple(encoder_hidden),
+        use_loss_feature=use_loss_feature, variant=variant, widths=widths,
+        const_column=const_column, param_dtype=param_dtype,
+        harsanyi=dict(beta=beta, gamma_trig=gamma_trig, act_ratio=act_ratio, v0=v0,
+                      children_init=children_init, shared_slot_weights=shared_slot_weights,
+                      output_bias=output_bias),
+    )
+    grouped = variant == "G"
+
+    def _present(feats: Array, present: Array | None) -> Array:
+        return jnp.ones(feats.shape[0], feats.dtype) if present is None else present
+
+    def init(key: PRNGKey, feats: Array) -> Params:
+        return module.init({"params": key}, feats, _present(feats, None))["params"]
+
+    def trace(params: Params, feats: Array, present: Array | None = None) -> HarsanyiTrace:
+        return module.apply({"params": params}, feats, _present(feats, present))
+
+    def forward(params: Params, feats: Array, present: Array | None = None) -> ValuatorOutput:
+        tr = trace(params, feats, present)
+        n_slots = feats.shape[0]
+        if variant == "C_compat":
+            values = shapley_lib.compat_shapley(tr, n_slots)
+        else:
+            values = shapley_lib.sample_shapley(tr, n_slots, grouped=grouped)
+        return ValuatorOutput(
+            tr.output, values,
+            shapley_lib.null_player_fraction(tr, n_slots, grouped=grouped),
+            shapley_lib.active_unit_fraction(tr),
+        )
+
+    def output(params: Params, feats: Array, present: Array) -> Array:
+        return trace(params, feats, present).output
+
+    def shapley(params: Params, feats: Array) -> Array:
+        return forward(params, feats).shapley
+
+    def probabilities(params: Params, values: Array) -> Array:
+        return shapley_to_probabilities(values, params["offset"], value_map=value_map,
+                                        kappa=kappa, eps=eps, gamma_dv=gamma_dv)
+
+    def mse_loss(params: Params, feats: Array, target: Array,
+                 present: Array | None = None) -> tuple[Array, ValuatorOutput]:
+        out = forward(params, feats, present)
+        return squared_error(out.prediction, target), out
+
+    return Valuator(init, forward, output, shapley, probabilities, mse_loss, trace, module)
