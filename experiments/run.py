@@ -24,7 +24,13 @@ USER_ERRORS = (ConfigError, CheckpointError, DataError)
 
 
 def _optional_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "off", "0") else int(text)
+    """An int, or None for "none"/"off" (e.g. no early stopping)."""
+    return None if text.lower() in ("none", "off") else int(text)
+
+
+def _kcore(text: str) -> int:
+    """k-core threshold; "none"/"off"/"0" disable filtering (0)."""
+    return 0 if text.lower() in ("none", "off") else int(text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", choices=REWARDS)
     p.add_argument("--seed", type=int)
     p.add_argument("--split-seed", type=int)
-    p.add_argument("--kcore", type=_optional_int, help="k-core threshold (none to disable)")
+    p.add_argument("--kcore", type=_kcore, help="k-core threshold (0 or none disables; default: dataset's)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", "--lr", type=float)

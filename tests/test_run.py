@@ -80,12 +80,18 @@ def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path):
     process = subprocess.Popen(script + args + ["--out", str(killed)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 120
-    while not list((killed / "checkpoints" / "latest").glob("[0-9]*")) and time.time() < deadline:
+    latest = killed / "checkpoints" / "latest"
+
+    def finalized():  # orbax renames "<step>.orbax-checkpoint-tmp-*" to "<step>" when complete
+        return latest.exists() and any(p.name.isdigit() for p in latest.iterdir())
+
+    while not finalized() and time.time() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "results.json").exists(), "the run finished before it could be killed"
-    subprocess.run(script + args + ["--out", str(killed), "--resume"], check=True, env=env, capture_output=True)
+    resumed = subprocess.run(script + args + ["--out", str(killed), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     got, expected = _results(killed), _results(reference)
     assert got["valid"] == expected["valid"] and got["test"] == expected["test"]
     assert got["best_epoch"] == expected["best_epoch"]
