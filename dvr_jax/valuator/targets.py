@@ -59,4 +59,5 @@ def mse_loss(prediction: Array, target: Array) -> Array:
     Returns:
       f[] loss.
     """
-    return jnp.square(prediction - jax.lax.stop_gradient(target).astype(prediction.dtype))
+    target = jax.lax.stop_gradient(jnp.asarray(target, prediction.dtype))
+    return jnp.square(prediction - target)
