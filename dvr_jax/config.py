@@ -14,7 +14,7 @@ class ConfigError(ValueError):
     """An invalid configuration value or an unknown option."""
 
 
-METHODS = ("bpr", "pop")
+METHODS = ("dvr", "bpr", "pop")
 REWARDS = ("loss", "recall", "ndcg", "cc", "ild", "gini")
 
 
@@ -27,14 +27,14 @@ class RunConfig:
 
     dataset: str = "lastfm"
     data_dir: str | None = None
-    method: str = "bpr"
+    method: str = "dvr"
     backbone: str = "mf"
     reward: str = "recall"
     seed: int = 0
     split_seed: int = 2024
     kcore: int | None = None  # None: the dataset's default (10, none for fixed splits)
     epochs: int = 2000
-    batch_size: int = 5000
+    batch_size: int | None = None  # None: 5000, or 1000 for DVR-Loss (the authors' configs)
     learning_rate: float = 1e-3
     reduction: str = "sum"
     embedding_dim: int = 64
@@ -49,15 +49,51 @@ class RunConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    # Warm start: "auto" trains (or reuses) a validation-selected BPR run of the same
+    # dataset/backbone/seed under runs/pretrained/; "none" starts from scratch; else a run dir.
+    warm_start: str | None = None  # None: "auto" for dvr, "none" otherwise
+    pretrain_epochs: int | None = None  # None: same as epochs
+    # DVR valuator and metric adapter (ALGORITHMS.md Appendix A).
+    reward_fraction: float = 0.1
+    reward_k: int = 20
+    reward_interval: int = 1
+    weight_mode: str = "sample"
+    pg_mode: str = "reinforce"
+    h_dim: int | None = None  # None: 10, or 50 for the cc / ild rewards
+    harsanyi_width: int = 100
+    harsanyi_layers: int = 2
+    children_init: str = "random"
+    value_map: str = "sigmoid"
+    valuator_learning_rate: float = 1e-3
+    valuator_weight_decay: float = 1e-3
+    alpha_mse: float = 1.0
+    alpha_pg: float = 1.0
+    lambda_explore: float = 1000.0
+    baseline_window: float = 20.0
 
     def __post_init__(self):
+        defaults = {
+            "batch_size": 1000 if (self.method == "dvr" and self.reward == "loss") else 5000,
+            "warm_start": "auto" if self.method == "dvr" else "none",
+            "h_dim": 50 if self.reward in ("cc", "ild") else 10,
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)  # resolve defaults once, stay frozen
+        if self.weight_mode not in ("sample", "dot"):
+            raise ConfigError(f"weight_mode must be 'sample' or 'dot', got {self.weight_mode!r}")
+        if self.pg_mode not in ("reinforce", "code"):
+            raise ConfigError(f"pg_mode must be 'reinforce' or 'code', got {self.pg_mode!r}")
+        if not 0.0 < self.reward_fraction <= 1.0:
+            raise ConfigError(f"reward_fraction must be in (0, 1], got {self.reward_fraction}")
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.reward not in REWARDS:
             raise ConfigError(f"unknown reward {self.reward!r}; known: {', '.join(REWARDS)}")
         if self.reduction not in ("sum", "mean"):
             raise ConfigError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
-        for name in ("epochs", "batch_size", "valid_interval", "eval_chunk", "checkpoint_every", "embedding_dim"):
+        for name in ("epochs", "batch_size", "valid_interval", "eval_chunk", "checkpoint_every", "embedding_dim",
+                     "reward_k", "reward_interval", "h_dim", "harsanyi_width", "harsanyi_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patience is not None and self.patience < 1:

@@ -81,3 +81,31 @@ def export_topk(
             ],
         ),
     )
+
+
+def export_data_values(dataset: Dataset, per_sample: dict[str, np.ndarray], path: str | pathlib.Path) -> None:
+    """Writes one epoch's per-sample data values as TSV with original ids.
+
+    Columns: `step user pos_item neg_item shapley prob selected` (step within the epoch).
+
+    Args:
+      dataset: for the id mappings.
+      per_sample: arrays [steps, B] keyed users, pos_items, neg_items, shapley, probs, mask.
+      path: output file.
+    """
+    steps, batch = per_sample["users"].shape
+    write_atomic(
+        path,
+        _tsv(
+            "step\tuser\tpos_item\tneg_item\tshapley\tprob\tselected",
+            [
+                np.repeat(np.arange(steps), batch),
+                dataset.user_ids[per_sample["users"].reshape(-1)],
+                dataset.item_ids[per_sample["pos_items"].reshape(-1)],
+                dataset.item_ids[per_sample["neg_items"].reshape(-1)],
+                [f"{v:.6g}" for v in per_sample["shapley"].reshape(-1)],
+                [f"{v:.6g}" for v in per_sample["probs"].reshape(-1)],
+                per_sample["mask"].reshape(-1).astype(int),
+            ],
+        ),
+    )

@@ -19,15 +19,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dvr_jax import checkpoint, export, sampler
+from dvr_jax import checkpoint, export, rewards, sampler
 from dvr_jax.backbones import Backbone, make_backbone
 from dvr_jax.baselines import make_popularity
 from dvr_jax.config import ConfigError, RunConfig
 from dvr_jax.data import load_dataset
 from dvr_jax.data.dataset import Dataset
+from dvr_jax.dvr import DVRConfig, DVRData
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
-from dvr_jax.methods import Method, make_method
+from dvr_jax.methods import Method, make_bpr_method, make_dvr_method, make_pop_method
 from dvr_jax.train import StepData
+from dvr_jax.valuator import make_valuator
 
 EPOCH_STREAM = 0x5EED  # fold-in tag separating epoch-permutation keys from step keys
 
@@ -47,20 +49,76 @@ class Components:
     valid: EvalArrays
 
 
-def build(cfg: RunConfig) -> Components:
-    """Loads the dataset and builds backbone, method, device arrays and validation arrays."""
-    dataset = load_dataset(cfg.dataset, cfg.data_dir, kcore=cfg.kcore, split_seed=cfg.split_seed)
+def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
+    """Loads the dataset (unless given) and builds backbone, method and device arrays.
+
+    Only the training and validation splits reach the method and its data: the test split
+    is read by `train_and_evaluate` after training.
+    """
+    if dataset is None:
+        dataset = load_dataset(cfg.dataset, cfg.data_dir, kcore=cfg.kcore, split_seed=cfg.split_seed)
+    train_arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
     if cfg.method == "pop":
         backbone = make_popularity(dataset.n_users, dataset.n_items)
+        method, data = make_pop_method(), StepData(train_arrays, backbone.build_graph(dataset.train))
     else:
         backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
-    method = make_method(cfg.method, backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction)
-    train_arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
-    if method.step is not None and train_arrays.n_pairs < cfg.batch_size:
-        raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
-    data = StepData(train_arrays, backbone.build_graph(dataset.train))
+        if train_arrays.n_pairs < cfg.batch_size:
+            raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
+        graph = backbone.build_graph(dataset.train)
+        init_params = _warm_start_params(cfg, backbone)
+        if cfg.method == "bpr":
+            method = make_bpr_method(backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction,
+                                     init_params=init_params)  # fmt: skip
+            data = StepData(train_arrays, graph)
+        else:
+            method, reward_data = _dvr_method(cfg, dataset, backbone, train_arrays, init_params)
+            data = DVRData(train_arrays, graph, reward_data)
     valid = make_eval_arrays(dataset, "valid", chunk_size=cfg.eval_chunk)
     return Components(dataset, backbone, method, data, valid)
+
+
+def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, init_params):
+    valuator = make_valuator(h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
+                             children_init=cfg.children_init, value_map=cfg.value_map)  # fmt: skip
+    try:
+        reward_data = rewards.make_reward_data(dataset, cfg.reward, train_arrays, fraction=cfg.reward_fraction,
+                                               seed=cfg.split_seed, chunk_size=cfg.eval_chunk)  # fmt: skip
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    dvr_config = DVRConfig(
+        reward=cfg.reward, weight_mode=cfg.weight_mode, pg_mode=cfg.pg_mode, reduction=cfg.reduction,
+        alpha_mse=cfg.alpha_mse, alpha_pg=cfg.alpha_pg, lambda_explore=cfg.lambda_explore,
+        baseline_window=cfg.baseline_window, reward_interval=cfg.reward_interval,
+    )  # fmt: skip
+    method = make_dvr_method(
+        backbone, valuator, rewards.make_reward_fn(backbone, cfg.reward, k=cfg.reward_k), dvr_config,
+        batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, init_params=init_params,
+        valuator_learning_rate=cfg.valuator_learning_rate, valuator_weight_decay=cfg.valuator_weight_decay,
+    )  # fmt: skip
+    return method, reward_data
+
+
+def pretrained_dir(cfg: RunConfig) -> pathlib.Path:
+    """Where `warm_start="auto"` keeps the BPR run of this dataset, backbone and seed."""
+    root = pathlib.Path(cfg.out).parent if cfg.out else pathlib.Path("runs")
+    return root / "pretrained" / f"{cfg.dataset}-{cfg.backbone}-s{cfg.seed}"
+
+
+def _warm_start_params(cfg: RunConfig, backbone: Backbone):
+    """Backbone params of the validation-selected BPR checkpoint (training it if needed), or None."""
+    if cfg.warm_start == "none":
+        return None
+    source = pretrained_dir(cfg) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
+    if cfg.warm_start == "auto" and not (source / "results.json").exists():
+        print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
+        train_and_evaluate(cfg.replace(
+            method="bpr", warm_start="none", batch_size=None, out=str(source), resume=False, overwrite=True,
+            export=False, epochs=cfg.pretrain_epochs or cfg.epochs,
+        ))  # fmt: skip
+    like = make_bpr_method(backbone).init(jax.random.key(0))
+    state, _, _ = checkpoint.restore(checkpoint.open_manager(source / "checkpoints" / "best"), like)
+    return state.params
 
 
 def _evaluate(components: Components, params, arrays: EvalArrays, ks) -> dict[str, float]:
@@ -108,49 +166,67 @@ class _Progress:
         print(text, file=sys.stderr, flush=True)
 
 
+PER_SAMPLE_KEYS = ("users", "pos_items", "neg_items", "shapley", "probs", "mask")
+
+
 def _train_epoch(components: Components, step_fn, state, run_key, epoch: int, cfg: RunConfig, progress: _Progress):
-    """Runs one epoch of jitted steps; returns (state, mean loss, first non-finite step or None)."""
+    """Runs one epoch of jitted steps.
+
+    Returns:
+      (state, per-epoch means of the scalar step metrics, index of the first non-finite
+      step or None, the epoch's per-sample arrays (DVR data values) or {}). The only
+      device-to-host transfer is one stacked read at the end of the epoch.
+    """
     data = components.data
     epoch_key = jax.random.fold_in(jax.random.fold_in(run_key, EPOCH_STREAM), epoch)
     batches = sampler.epoch_batches(epoch_key, data.train.n_pairs, cfg.batch_size)
-    step_losses, finite = [], []
+    history = []
     for index in range(batches.shape[0]):
         state, metrics = step_fn(state, run_key, batches[index], data)
-        step_losses.append(metrics["loss"])
-        finite.append(metrics["finite"])
+        history.append(metrics)
         progress.update(epoch, index + 1, batches.shape[0])
-    finite = np.asarray(jnp.stack(finite))  # one sync per epoch
+    stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *history))
+    finite = np.asarray(stacked.pop("finite"), bool)
+    per_sample = {key: stacked.pop(key) for key in PER_SAMPLE_KEYS if key in stacked}
+    means = {key: float(np.mean(values)) for key, values in stacked.items()}
     bad = None if finite.all() else int(np.argmin(finite))
-    return state, float(jnp.mean(jnp.stack(step_losses))), bad
+    return state, means, bad, per_sample
 
 
-def train_and_evaluate(cfg: RunConfig) -> dict[str, Any]:
+def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[str, Any]:
     """Trains `cfg.method`, selects on validation, scores test once and writes the run directory.
+
+    Args:
+      cfg: the run configuration.
+      dataset: an already loaded dataset (default: load `cfg.dataset`).
 
     Returns:
       The results dict written to `results.json`.
     """
     started = time.time()
     workdir = _prepare_workdir(cfg)
-    components = build(cfg)
+    components = build(cfg, dataset)
     if not cfg.resume:
         export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
     progress = _Progress(cfg.progress, cfg.epochs)
     method = components.method
     run_key = jax.random.key(cfg.seed)
     state = method.init(jax.random.fold_in(run_key, 0x1417))
-    records: list[dict[str, Any]] = []
+    logs = {"metrics": [], "train_log": []}
     tracker = {"epoch": 0, "best_value": -np.inf, "best_epoch": -1, "bad_checks": 0, "train_seconds": 0.0}
     latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
     best = checkpoint.open_manager(workdir / "checkpoints" / "best")
     if cfg.resume:
         state, tracker, _ = checkpoint.restore(latest, state)
-        records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines() if line]
-        records = [r for r in records if r["epoch"] <= tracker["epoch"]]
+        for name in logs:
+            path = workdir / f"{name}.jsonl"
+            lines = path.read_text().splitlines() if path.exists() else []
+            logs[name] = [r for r in map(json.loads, lines) if r["epoch"] <= tracker["epoch"]]
         progress.line(f"resumed {workdir} at epoch {tracker['epoch']}")
 
+    per_sample = {}
     if method.step is not None:
-        state = _fit(cfg, components, state, run_key, tracker, records, latest, best, workdir, progress)
+        state, per_sample = _fit(cfg, components, state, run_key, tracker, logs, (latest, best), workdir, progress)
         if tracker["best_epoch"] >= 0:
             state, _, _ = checkpoint.restore(best, state)
     params = method.backbone_params(state)
@@ -159,11 +235,14 @@ def train_and_evaluate(cfg: RunConfig) -> dict[str, Any]:
     test_metrics = _evaluate(components, params, test_arrays, cfg.ks)  # the only read of test
     results = {
         "dataset": cfg.dataset, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
+        "reward": cfg.reward if cfg.method == "dvr" else None,
         "best_epoch": tracker["best_epoch"], "valid": valid_metrics, "test": test_metrics,
         "train_seconds": tracker["train_seconds"], "total_seconds": time.time() - started,
         "dataset_summary": components.dataset.summary(),
     }  # fmt: skip
     export.write_json(workdir / "results.json", results)
+    if per_sample:
+        export.export_data_values(components.dataset, per_sample, workdir / "data_values.tsv")
     if cfg.export:
         export.export_splits(components.dataset, workdir / "export")
         users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
@@ -172,52 +251,59 @@ def train_and_evaluate(cfg: RunConfig) -> dict[str, Any]:
     return results
 
 
-def _fit(cfg, components, state, run_key, tracker, records, latest, best, workdir, progress):
-    """The epoch loop with validation, early stopping, checkpoints and the divergence guard."""
+def _fit(cfg, components, state, run_key, tracker, logs, managers, workdir, progress):
+    """The epoch loop with validation, early stopping, checkpoints and the divergence guard.
+
+    Returns:
+      (final state, per-sample arrays of the last epoch).
+    """
+    latest, best = managers
     step_fn = jax.jit(components.method.step, donate_argnums=(0,))
+    per_sample = {}
     for epoch in range(tracker["epoch"], cfg.epochs):
         t0 = time.time()
-        state, loss, bad = _train_epoch(components, step_fn, state, run_key, epoch, cfg, progress)
+        state, means, bad, per_sample = _train_epoch(components, step_fn, state, run_key, epoch, cfg, progress)
         tracker["train_seconds"] += time.time() - t0
         if bad is not None:
-            n_batches = components.data.train.n_pairs // cfg.batch_size
-            step = epoch * n_batches + bad
+            step = epoch * (components.data.train.n_pairs // cfg.batch_size) + bad
             raise TrainingDiverged(
-                f"non-finite loss at step {step} (epoch {epoch + 1}); last good checkpoint: "
-                f"{workdir / 'checkpoints' / 'latest'} (epoch {tracker['epoch']})"
+                f"non-finite loss, data value or reward at step {step} (epoch {epoch + 1}); last good "
+                f"checkpoint: {workdir / 'checkpoints' / 'latest'} (epoch {tracker['epoch']})"
             )
-        progress.status = f"loss {loss:.4f}"
         done = epoch + 1
+        logs["train_log"].append({"epoch": done, **means})
+        progress.status = f"loss {means['loss']:.4f}"
         if done % cfg.valid_interval == 0 or done == cfg.epochs:
             metrics = _evaluate(components, components.method.backbone_params(state), components.valid, cfg.ks)
             value = metrics[cfg.select_metric]
-            record = {"epoch": done, "loss": loss, "valid": metrics, "seconds": tracker["train_seconds"]}
-            records.append(record)
-            export.write_jsonl(workdir / "metrics.jsonl", records)
+            logs["metrics"].append({"epoch": done, "loss": means["loss"], "valid": metrics,
+                                    "seconds": tracker["train_seconds"]})  # fmt: skip
             if value > tracker["best_value"]:
                 tracker.update(best_value=value, best_epoch=done, bad_checks=0)
                 checkpoint.save(best, done, state, {"epoch": done, cfg.select_metric: value})
             else:
                 tracker["bad_checks"] += 1
-            progress.status = f"loss {loss:.4f} valid {cfg.select_metric} {value:.4f}"
-            progress.line(f"epoch {done}: loss {loss:.4f}  valid {cfg.select_metric} {value:.4f}  "
+            progress.line(f"epoch {done}: loss {means['loss']:.4f}  valid {cfg.select_metric} {value:.4f}  "
                           f"(best {tracker['best_value']:.4f} @ {tracker['best_epoch']})")  # fmt: skip
         tracker["epoch"] = done
         stop = cfg.patience is not None and tracker["bad_checks"] >= cfg.patience
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs or stop:
+            for name, records in logs.items():
+                export.write_jsonl(workdir / f"{name}.jsonl", records)
             checkpoint.save(latest, done, state, tracker)
         if stop:
             progress.line(f"early stop at epoch {done}: no improvement in {cfg.patience} checks")
             break
-    return state
+    return state, per_sample
 
 
 def _print_summary(cfg: RunConfig, results: dict[str, Any], workdir: pathlib.Path) -> None:
     test = results["test"]
     keys = ["recall@20", "ndcg@20"] + [k for k in ("cc@20", "ild@20", "gini@20") if k in test]
     summary = "  ".join(f"{k} {test[k]:.4f}" for k in keys)
+    method = f"dvr-{cfg.reward}" if cfg.method == "dvr" else cfg.method
     print(
-        f"{cfg.dataset} | {cfg.method} | {cfg.backbone} | seed {cfg.seed} | best epoch {results['best_epoch']}\n"
+        f"{cfg.dataset} | {method} | {cfg.backbone} | seed {cfg.seed} | best epoch {results['best_epoch']}\n"
         f"test: {summary}\n"
         f"time: {results['total_seconds']:.1f}s (training {results['train_seconds']:.1f}s)\n"
         f"outputs: {workdir}"

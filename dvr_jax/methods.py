@@ -1,16 +1,18 @@
-"""Training methods by name: each is an initial state plus one pure train step.
+"""Training methods: each is an initial state plus one pure train step (`Method`).
 
-`make_method(name, backbone, ...) -> Method`. The loop jits `Method.step` once and calls it
-for every batch; `Method.backbone_params` extracts what the evaluator scores with.
+The loop jits `Method.step` once and calls it for every batch; `Method.backbone_params`
+extracts what the evaluator scores with. Factories take typed arguments only.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
-from dvr_jax import train
+from dvr_jax import dvr, train
 from dvr_jax.backbones.base import Backbone
+from dvr_jax.state import LearnerState, make_adam
 from dvr_jax.typing import Params, PRNGKey
+from dvr_jax.valuator import Valuator
 
 
 class Method(NamedTuple):
@@ -30,21 +32,42 @@ class Method(NamedTuple):
     backbone_params: Callable[[Any], Params]
 
 
-def make_method(
-    name: str, backbone: Backbone, *, learning_rate: float = 1e-3, reduction: str = "sum"
+def make_bpr_method(
+    backbone: Backbone, *, learning_rate: float = 1e-3, reduction: str = "sum", init_params: Params | None = None
 ) -> Method:
-    """Builds a method by name ("bpr", "pop").
+    """Plain BPR; `init_params` warm-starts it ("BPR continued" control, fresh Adam moments)."""
 
-    Raises:
-      ValueError: unknown method name.
-    """
-    if name == "bpr":
-        return Method(
-            name=name,
-            init=lambda key: train.create_backbone_state(key, backbone, learning_rate=learning_rate),
-            step=train.make_bpr_step(backbone, reduction=reduction),
-            backbone_params=lambda state: state.params,
-        )
-    if name == "pop":
-        return Method(name=name, init=lambda key: {}, step=None, backbone_params=lambda state: {})
-    raise ValueError(f"unknown method {name!r}; known: bpr, pop")
+    def init(key: PRNGKey) -> LearnerState:
+        if init_params is None:
+            return train.create_backbone_state(key, backbone, learning_rate=learning_rate)
+        return LearnerState.create(init_params, make_adam(learning_rate, backbone.weight_decay))
+
+    return Method("bpr", init, train.make_bpr_step(backbone, reduction=reduction), lambda state: state.params)
+
+
+def make_dvr_method(
+    backbone: Backbone,
+    valuator: Valuator,
+    reward_fn: Callable,
+    config: dvr.DVRConfig,
+    *,
+    batch_size: int,
+    learning_rate: float = 1e-3,
+    valuator_learning_rate: float = 1e-3,
+    valuator_weight_decay: float = 1e-3,
+    init_params: Params | None = None,
+) -> Method:
+    """DVR: valuator-selected BPR updates with a REINFORCE-trained valuator (`dvr_jax.dvr`)."""
+
+    def init(key: PRNGKey) -> dvr.DVRState:
+        return dvr.create_dvr_state(
+            key, backbone, valuator, batch_size, backbone_params=init_params, learning_rate=learning_rate,
+            valuator_learning_rate=valuator_learning_rate, valuator_weight_decay=valuator_weight_decay,
+        )  # fmt: skip
+
+    return Method("dvr", init, dvr.make_dvr_step(backbone, valuator, reward_fn, config), lambda s: s.backbone.params)
+
+
+def make_pop_method() -> Method:
+    """The most-popular floor: nothing to train."""
+    return Method("pop", lambda key: {}, None, lambda state: {})

@@ -1,0 +1,102 @@
+"""Validation rewards for the metric adapter, computed on device inside the train step.
+
+ALGORITHMS.md §2.6: rewards read only the *validation* split. Ranking rewards (recall,
+ndcg, cc, ild, gini) rank all items for a fixed, seeded subset of validation users with
+their training items masked, through the evaluator's own top-K code. The loss reward is
+-mean BPR loss on a fixed set of validation triplets (each validation pair with one
+uniform negative, drawn once per run). Every reward is oriented so that larger is better
+(gini: 1 - Gini@K).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dvr_jax import losses, sampler
+from dvr_jax.backbones.base import Backbone, Graph
+from dvr_jax.data.dataset import Dataset
+from dvr_jax.evaluation.eval_arrays import EvalArrays, make_eval_arrays
+from dvr_jax.evaluation.ranking import evaluate_on_device
+from dvr_jax.typing import Array, Params
+
+RANKING_REWARDS = {"recall": "recall", "ndcg": "ndcg", "cc": "cc", "ild": "ild", "gini": "gini"}
+
+
+class RewardData(NamedTuple):
+    """Device arrays a reward reads (validation only).
+
+    Attributes:
+      eval_arrays: chunked validation arrays of the reward users (ranking rewards) or None.
+      item_categories: f32[I, n_cat] (cc, ild) or None.
+      users, pos_items, neg_items: i32[Q] fixed validation triplets (loss reward) or None.
+    """
+
+    eval_arrays: EvalArrays | None
+    item_categories: Array | None
+    users: Array | None
+    pos_items: Array | None
+    neg_items: Array | None
+
+
+def reward_users(dataset: Dataset, fraction: float, seed: int) -> np.ndarray:
+    """A fixed, seeded subset (at least one) of the users with a validation item; int[n] sorted."""
+    candidates = np.unique(dataset.valid[:, 0])
+    n = max(1, int(np.ceil(fraction * len(candidates))))
+    return np.sort(np.random.default_rng(seed).choice(candidates, size=min(n, len(candidates)), replace=False))
+
+
+def make_reward_data(
+    dataset: Dataset, reward: str, train: sampler.TrainArrays, *, fraction: float = 0.1, seed: int = 0, chunk_size: int = 1000
+) -> RewardData:
+    """Builds the reward's device arrays from the training and validation splits only.
+
+    Args:
+      dataset: the dataset (its test split is never read here).
+      reward: "loss", "recall", "ndcg", "cc", "ild" or "gini".
+      train: training positives (to draw validation negatives outside them).
+      fraction: share of validation users in the reward set (ranking rewards).
+      seed: seed of the user subset and of the validation negatives.
+      chunk_size: users per chunk.
+
+    Returns:
+      RewardData.
+    """
+    if reward == "loss":
+        users = jnp.asarray(dataset.valid[:, 0], jnp.int32)
+        negatives = sampler.sample_uniform_negatives(jax.random.key(seed), train, users)
+        return RewardData(None, None, users, jnp.asarray(dataset.valid[:, 1], jnp.int32), negatives)
+    if reward not in RANKING_REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; known: loss, {', '.join(RANKING_REWARDS)}")
+    if reward in ("cc", "ild") and dataset.item_categories is None:
+        raise ValueError(f"reward {reward!r} needs item categories; dataset {dataset.name!r} has none")
+    valid_only = dataclasses.replace(dataset, test=np.zeros((0, 2), np.int32))  # test never reaches rewards
+    arrays = make_eval_arrays(valid_only, "valid", chunk_size=chunk_size, users=reward_users(dataset, fraction, seed))
+    categories = None if reward not in ("cc", "ild") else jnp.asarray(dataset.item_categories, jnp.float32)
+    return RewardData(arrays, categories, None, None, None)
+
+
+def make_reward_fn(backbone: Backbone, reward: str, *, k: int = 20) -> Callable[[Params, Graph, RewardData], Array]:
+    """`reward_fn(params, graph, reward_data) -> f32[]` (larger is better), pure and traceable."""
+    if reward == "loss":
+
+        def loss_reward(params: Params, graph: Graph, data: RewardData) -> Array:
+            reps = backbone.encode(params, graph)
+            pos = backbone.score_pairs(reps, data.users, data.pos_items)
+            neg = backbone.score_pairs(reps, data.users, data.neg_items)
+            return -jnp.mean(losses.bpr_per_sample(pos, neg))
+
+        return loss_reward
+    name = RANKING_REWARDS[reward]
+
+    def ranking_reward(params: Params, graph: Graph, data: RewardData) -> Array:
+        reps = backbone.encode(params, graph)
+        values = evaluate_on_device(backbone, reps, data.eval_arrays, ks=(k,), item_categories=data.item_categories)
+        value = values[f"{name}@{k}"]
+        return 1.0 - value if reward == "gini" else value
+
+    return ranking_reward
