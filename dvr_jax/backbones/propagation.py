@@ -6,11 +6,15 @@ whose backward is `Mᵀ @ g` using the pre-built transpose, so neither direction
 
 Kernel choice (DESIGN.md "LightGCN/MGCF propagation"; `benchmarks/bench_propagation.py`
 re-measures it): `jax.experimental.sparse.BCSR` matmul, which on CPU lowers to the native
-`cpu_csr_sparse_dense_ffi` kernel (cuSPARSE on GPU), was the fastest on this machine at 1M
-nonzeros, 3 layers, D=64: 76 / 122 ms fwd / fwd+bwd, against 254 / 454 ms for gather +
-`jax.ops.segment_sum` and 276 / 467 ms for BCOO. DESIGN.md overrides STYLE.md B.4.10's
-"no jax.experimental.sparse" for this reason. The matrix values are constants: no gradient
-flows to them.
+`cpu_csr_sparse_dense_ffi` kernel (cuSPARSE on GPU), with this custom VJP. At 1M nonzeros,
+3 layers, D = 64, fwd / fwd+bwd:
+  * DESIGN.md, quiet machine: BCSR custom VJP 76 / 122 ms; scipy CSR 166 / 246 ms;
+    `segment_sum` 254 / 454 ms; BCOO 276 / 467 ms.
+  * bench_propagation.py here, machine shared (load average 3-5 on 2 cores): BCSR custom VJP
+    271 / 397 ms; BCSR with JAX's own transpose rule 208 / 764 ms; scipy CSR callback
+    364 / 601 ms; gather + `segment_sum` 382 / 980 ms; BCOO 561 / 1016 ms.
+DESIGN.md overrides STYLE.md B.4.10's "no jax.experimental.sparse" for this reason. The matrix
+values are constants: no gradient flows to them.
 
 Operators built here:
   * `normalized_bipartite_adjacency`: LightGCN's `D^-1/2 A D^-1/2` over N = U + I nodes with
