@@ -12,8 +12,9 @@ likewise for items with W_I, M_I; `r_u = [tanh([h_u^{(L)} ; z_u]) ; e_u]` and
 `ŷ_ui = r_uᵀ r_i`. Defaults: L = 1 BGC layer of 64, MGE output 64, so dim(r) = 192; d = 64.
 
 What was settled, and from where. The paper's full text was not reachable with our tools
-(only its abstract and introduction, via ar5iv/deepai); the layer structure was read in the
-authors' TensorFlow code as embedded in BokwaiHo/DEGC @ 716a16d (`models/mgccf.py`, header
+(only its abstract and introduction, via ar5iv/deepai); the layer structure was read in
+J. Sun's TensorFlow code as embedded in a derived (streaming-recommendation) repository,
+BokwaiHo/DEGC @ 716a16d (`models/mgccf.py`, header
 "TensorFlow Implementation for Multi-Graph Convolution Collaborative Filtering, Jianing Sun,
 Dec. 2019"; `models/aggregators.py::MyMeanAggregator`; `run_baselines_segments.py::
 load_self_neighbours`):
@@ -26,7 +27,8 @@ load_self_neighbours`):
     aggregators' tanh), then concatenated with the ego embedding (skip connection).
   * Similarity graphs: `sklearn.neighbors.kneighbors_graph(R, k, metric="cosine",
     include_self=False)` on the rows of R (users) and of Rᵀ (items) — a **top-k cosine**
-    rule, not a threshold; k = `num_self_neigh` = 10 in MG (D35 resolved: top-k).
+    rule, not a threshold (D35 resolved: top-k). k = `num_self_neigh`: 10 is the MGCCF
+    constructor default (DEGC's own config passes 5); we keep k_s = 10.
   * L2: `l2 · (l2_loss(r_user) + l2_loss(r_items))` with `tf.nn.l2_loss(x) = ½ Σ x²` on the
     final batch representations (192-d, ego part included), **summed** over the batch
     (MG's BPR loss is a sum too). `reg_reduction="mean"` divides by B instead.
@@ -34,8 +36,10 @@ Our decisions where MG differs (ALGORITHMS §4.3): full-neighbourhood means inst
 per-step neighbour sampling (`gcn_sample`, `uniform_sample`); node-type weights per layer
 (identical to MG's tower weights for the default L = 1); similarity neighbours with zero
 cosine are dropped (sklearn would fill them with arbitrary distance-1 nodes), ties broken by
-the lower id; neighbour dropout (0.2, on both neighbour means) only when `encode` gets a key;
-MG's extra `dist_embed` user-user distance term (continual-learning code) is not used.
+the lower id; neighbour dropout (0.2, MG's aggregator default; DEGC's config uses 0.1) on
+the neighbour means, only when `encode` gets a key; MG's extra `dist_embed` term (squared
+distance between a node's representation and one sampled similarity neighbour's; we could not
+tell whether the ICDM model has it) is not used.
 """
 
 from __future__ import annotations
