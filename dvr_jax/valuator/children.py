@@ -1,15 +1,16 @@
-"""Children-selection initialisers for Harsanyi blocks (the logits tau' of ALGORITHMS §1.3, §1.7).
+"""Children-selection initialisers for Harsanyi blocks (logits tau', ALGORITHMS §1.3).
 
-Reference: Chen et al., "HarsanyiNet: computing accurate Shapley values in a single forward
-propagation", ICML 2023 (official `HarsanyiMLP.py` init: tau' = -V0 everywhere, then +V0 on
-`floor(act_ratio * D)` distinct inputs per unit). ALGORITHMS §1.7 adds `cover`, which deals a random
-permutation of the inputs round-robin to the units so that no input (sample slot) is a null player.
+Reference: Chen et al., "HarsanyiNet: computing accurate Shapley values in a single
+forward propagation", ICML 2023 (official `HarsanyiMLP.py` init: tau' = -V0 everywhere,
+then +V0 on `floor(act_ratio * D)` distinct inputs per unit). ALGORITHMS §1.7 adds
+`cover`, which deals a random permutation of the inputs round-robin to the units so
+that no input (sample slot) is a null player.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +23,9 @@ CHILDREN_INITS = ("random", "cover")
 def children_count(act_ratio: float, n_inputs: int) -> int:
     """Number of children drawn per unit: `max(1, floor(act_ratio * D))`, capped at D.
 
-    The official layer-1 rule `max((1 + 1e-30)/D, act_ratio)` intends "at least one child" but can
-    round to zero; we state the intent directly and apply it to every layer (DVR values are >= 1).
+    The official layer-1 rule `max((1 + 1e-30)/D, act_ratio)` intends "at least one
+    child" but can round to zero; we state the intent directly and apply it to every
+    layer (DVR values are >= 1).
 
     Args:
       act_ratio: fraction of inputs selected per unit.
@@ -41,10 +43,12 @@ def children_logits_init(
     """Builds a Flax initialiser for children-selection logits of shape (M, D).
 
     Args:
-      kind: "random" (HarsanyiNet: k distinct uniform children per unit) or "cover" (a random
-        permutation of the D inputs is dealt round-robin to the M units, then each unit is topped up
-        with random children to k; every input is a child of at least one unit).
-      act_ratio: fraction of inputs selected per unit (k = `children_count(act_ratio, D)`).
+      kind: "random" (HarsanyiNet: k distinct uniform children per unit) or "cover" (a
+        random permutation of the D inputs is dealt round-robin to the M units, then
+        each unit is topped up with random children to k; every input is a child of at
+        least one unit).
+      act_ratio: fraction of inputs selected per unit,
+        k = `children_count(act_ratio, D)`.
       v0: magnitude of the initial logits (+v0 selected, -v0 not selected).
 
     Returns:

@@ -1,14 +1,15 @@
-"""Row-wise sample encoders mapping per-sample features to the Harsanyi network's slot inputs.
+"""Row-wise sample encoders: per-sample features -> Harsanyi slot inputs.
 
-Reference: DVR paper eq. 5.4 (2-layer ReLU -> tanh, scalar output) and the authors' `value.py`
-(3 tanh layers over [user; pos; neg; loss]). ALGORITHMS §1.1 / D1: `encoder="code"` is the default,
-`encoder="paper"` the option; both are trained. Encoders act on each row independently (no
-normalisation across samples), which the exactness argument of §1.5 (E7) requires.
+Reference: DVR paper eq. 5.4 (2-layer ReLU -> tanh, scalar output) and the authors'
+`value.py` (3 tanh layers over [user; pos; neg; loss]). ALGORITHMS §1.1 / D1:
+`encoder="code"` is the default, `encoder="paper"` the option; both are trained.
+Encoders act on each row independently (no normalisation across samples), which the
+exactness argument of §1.5 (E7) requires.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -29,7 +30,9 @@ def torch_bias_init(fan_in: int):
     return init
 
 
-def _dense(features: int, fan_in: int, use_bias: bool, dtype: jnp.dtype, name: str) -> nn.Dense:
+def _dense(
+    features: int, fan_in: int, use_bias: bool, dtype: jnp.dtype, name: str
+) -> nn.Dense:
     """Xavier-uniform Dense with a torch-style bias (the authors' initialisation)."""
     return nn.Dense(
         features,
@@ -48,8 +51,8 @@ class CodeEncoder(nn.Module):
     Attributes:
       out_dim: H (h_dim; 10, or 50 for the cc/ild configs).
       hidden: hidden widths (256, 128).
-      use_loss_feature: read the last input column (the per-sample BPR loss); False is the D7
-        ablation `encoder_loss_feature = false`.
+      use_loss_feature: read the last input column (the per-sample BPR loss); False is
+        the D7 ablation `encoder_loss_feature = false`.
       param_dtype: parameter and compute dtype.
     """
 
@@ -70,13 +73,15 @@ class CodeEncoder(nn.Module):
         """
         x = feats if self.use_loss_feature else feats[:, :-1]
         for index, width in enumerate(self.hidden):
-            x = jnp.tanh(_dense(width, x.shape[1], True, self.param_dtype, f"dense_{index}")(x))
+            x = jnp.tanh(
+                _dense(width, x.shape[1], True, self.param_dtype, f"dense_{index}")(x)
+            )
         last = _dense(self.out_dim, x.shape[1], False, self.param_dtype, "dense_out")
         return jnp.tanh(last(x))
 
 
 class PaperEncoder(nn.Module):
-    """The paper's encoder (eq. 5.4): h_b = tanh(W2 ReLU(W1 e_b + b1) + b2), a scalar per sample.
+    """The paper's encoder (eq. 5.4): scalar h_b = tanh(W2 ReLU(W1 e_b + b1) + b2).
 
     Attributes:
       hidden: width of the ReLU layer; None means d = (F - 1) / 3 (W1 in R^{d x 3d}).

@@ -1,9 +1,10 @@
-"""Explanation exports: per-sample Shapley rows with their triplet ids, and the Fig. 2 statistic.
+"""Explanation exports: per-sample Shapley rows with triplet ids; the Fig. 2 statistic.
 
-Reference: DVR paper §6.5 / Fig. 2 (cosine between data values and the negative BPR loss, per
-batch); ALGORITHMS §1.9 and D37 (phi_b is a value *within its batch*). `shapley_loss_cosine` is a
-pure jnp function usable inside the jitted step; `explanation_rows` is host-side NumPy (logging
-cadence only) and never reachable from jitted code.
+Reference: DVR paper §6.5 / Fig. 2 (cosine between data values and the negative BPR
+loss, per batch); ALGORITHMS §1.9 and D37 (phi_b is a value *within its batch*).
+`shapley_loss_cosine` is a pure jnp function usable inside the jitted step;
+`explanation_rows` is host-side NumPy (logging cadence only), never reachable from
+jitted code.
 """
 
 from __future__ import annotations
@@ -14,15 +15,22 @@ import numpy as np
 from dvr_jax.typing import Array
 
 EXPLANATION_DTYPE = np.dtype(
-    [("user", np.int64), ("pos_item", np.int64), ("neg_item", np.int64),
-     ("shapley", np.float64), ("loss", np.float64)]
+    [
+        ("user", np.int64),
+        ("pos_item", np.int64),
+        ("neg_item", np.int64),
+        ("shapley", np.float64),
+        ("loss", np.float64),
+    ]
 )
 
 
 def shapley_loss_cosine(shapley: Array, losses: Array) -> Array:
     """Cosine between the batch's Shapley values and its negative per-sample BPR losses.
 
-    .. math:: \\cos(\\phi, -\\ell) = -\\langle \\phi, \\ell \\rangle / (\\|\\phi\\| \\|\\ell\\|)
+    .. math::
+        \\cos(\\phi, -\\ell) = -\\langle \\phi, \\ell \\rangle
+        / (\\|\\phi\\| \\|\\ell\\|)
 
     Args:
       shapley: f[B] Shapley values of the batch.
@@ -44,7 +52,8 @@ def explanation_rows(
     neg_item_ids: Array | np.ndarray,
     losses: Array | np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-sample data values with their (user, positive item, negative item), host-side.
+    """Per-sample data values with their (user, positive item, negative item),
+    host-side.
 
     The caller maps the internal ids to the dataset's original ids (e.g.
     `dataset.user_ids[rows["user"]]`); padded slots should be dropped by the caller.
@@ -57,7 +66,8 @@ def explanation_rows(
       losses: f[B] per-sample BPR losses, or None (stored as NaN).
 
     Returns:
-      A NumPy structured array of length B with fields user, pos_item, neg_item, shapley, loss.
+      A NumPy structured array of length B with fields user, pos_item, neg_item,
+      shapley, loss.
     """
     values = np.asarray(shapley, np.float64)
     rows = np.empty(values.shape[0], EXPLANATION_DTYPE)

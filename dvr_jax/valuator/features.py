@@ -1,7 +1,8 @@
-"""Per-sample valuator inputs: stop-gradient backbone ego embeddings plus the per-sample BPR loss.
+"""Per-sample valuator inputs: stop-gradient ego embeddings and the per-sample BPR loss.
 
-Reference: the authors' `main.py` (DVR input `[p_u; q_i; q_j; l_b]`, all detached); ALGORITHMS §1.1.
-The valuator never back-propagates into the backbone, so both parts are wrapped in stop_gradient.
+Reference: the authors' `main.py` (DVR input `[p_u; q_i; q_j; l_b]`, all detached);
+ALGORITHMS §1.1. The valuator never back-propagates into the backbone, so both parts
+are wrapped in stop_gradient.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ def valuator_features(pair_features: Array, losses: Array) -> Array:
     """Concatenates stop-gradient pair features and per-sample losses.
 
     Args:
-      pair_features: f32[B, 3D] `backbone.pair_features(params, users, pos, neg)` (6D for NeuMF).
+      pair_features: f32[B, 3D] `backbone.pair_features(params, users, pos, neg)` (6D
+        for NeuMF).
       losses: f32[B] per-sample BPR losses at the current backbone parameters.
 
     Returns:

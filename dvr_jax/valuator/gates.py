@@ -1,9 +1,9 @@
-"""Pure primitives of a Harsanyi unit: STE children mask, AND product, slot contributions.
+"""Pure primitives of a Harsanyi unit: STE mask, AND product, slot contributions.
 
-Reference: Chen et al., "HarsanyiNet", ICML 2023; ALGORITHMS §1.3 and §1.11. The two custom VJPs
-exist for speed only (their forward values are the plain formulas, and tests compare their
-gradients with autodiff of those formulas): at B = 5000 XLA:CPU's generic product gradient and
-the (M, B, H') contraction gradient dominated the valuator step.
+Reference: Chen et al., "HarsanyiNet", ICML 2023; ALGORITHMS §1.3 and §1.11. The two
+custom VJPs exist for speed only (their forward values are the plain formulas, and the
+tests compare their gradients with autodiff of those formulas): at B = 5000 the generic
+XLA:CPU gradients of the product and of the (M, B, H') contraction dominated the step.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ def ste_mask(logits: Array, beta: float) -> Array:
 
 @jax.custom_vjp
 def and_product(factors: Array) -> Array:
-    """Row products `prod_k factors[m, k]` with an exact, cheap gradient (zeros allowed).
+    """Row products `prod_k factors[m, k]` with an exact, cheap gradient (zeros ok).
 
-    XLA's generic product gradient is a log-depth tree that costs ~3x the rest of the step at
-    D = 5000 (and seconds of compile time). The exclusive product prod_{j != k} f_j is instead
-    read from the non-zero product P and the zero count n0: P / f_k when n0 = 0, P at the single
-    zero when n0 = 1, 0 otherwise. The forward value is the plain product.
+    XLA's generic product gradient is a log-depth tree that cost ~3x the rest of the
+    step at D = 5000 (and seconds of compile time). The exclusive product
+    prod_{j != k} f_j is instead read from the non-zero product P and the zero count
+    n0: P / f_k when n0 = 0, P at the single zero when n0 = 1, 0 otherwise. The
+    forward value is the plain product.
 
     Args:
       factors: f[M, D] factors in [0, 1].
@@ -57,7 +58,9 @@ def _and_product_fwd(factors: Array) -> tuple[Array, tuple[Array, Array, Array]]
     return product, (factors, nonzero_product, zeros)
 
 
-def _and_product_bwd(residuals: tuple[Array, Array, Array], cotangent: Array) -> tuple[Array]:
+def _and_product_bwd(
+    residuals: tuple[Array, Array, Array], cotangent: Array
+) -> tuple[Array]:
     factors, nonzero_product, zeros = residuals
     is_zero = factors == 0
     safe = jnp.where(is_zero, 1.0, factors)
@@ -74,9 +77,9 @@ and_product.defvjp(_and_product_fwd, _and_product_bwd)
 def and_units(tau: Array, contributions: Array, triggers: Array) -> Array:
     """AND-gated units: `ReLU(sum_k tau c) * prod_k (tau t + 1 - tau)`.
 
-    `ReLU(g) * delta` equals the official `ReLU(g * delta)` in the forward pass (delta >= 0), but
-    keeps a gradient towards the children logits of a unit whose trigger product is 0, so the STE
-    can learn to drop a dead child.
+    `ReLU(g) * delta` equals the official `ReLU(g * delta)` in the forward pass (delta
+    >= 0), but keeps a gradient towards the children logits of a unit whose trigger
+    product is 0, so the STE can learn to drop a dead child.
 
     Args:
       tau: f[M, D] children mask (0/1 forward).
@@ -106,11 +109,14 @@ def slot_contributions(weights: Array, inputs: Array) -> Array:
 
 
 def _slot_contributions(weights: Array, inputs: Array) -> Array:
-    """Unrolled over the H' feature planes: each term is one fused (M, B) multiply-add."""
+    """Unrolled over the H' feature planes: each term is one fused (M, B)
+    multiply-add."""
     return sum(weights[k] * inputs[:, k][None, :] for k in range(weights.shape[0]))
 
 
-def _slot_contributions_fwd(weights: Array, inputs: Array) -> tuple[Array, tuple[Array, Array]]:
+def _slot_contributions_fwd(
+    weights: Array, inputs: Array
+) -> tuple[Array, tuple[Array, Array]]:
     return _slot_contributions(weights, inputs), (weights, inputs)
 
 
@@ -120,7 +126,8 @@ def _slot_contributions_bwd(
     weights, inputs = residuals
     d_weights = cotangent[None, :, :] * inputs.T[:, None, :]
     d_inputs = jnp.stack(
-        [jnp.sum(weights[k] * cotangent, axis=0) for k in range(weights.shape[0])], axis=1
+        [jnp.sum(weights[k] * cotangent, axis=0) for k in range(weights.shape[0])],
+        axis=1,
     )
     return d_weights, d_inputs
 

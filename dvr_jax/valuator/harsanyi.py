@@ -1,19 +1,22 @@
-"""Harsanyi blocks (masked AND units) as Flax Linen modules, with the straight-through estimator.
+"""Harsanyi blocks (masked AND units) as Flax Linen modules, with the STE.
 
-Reference: Chen et al., "HarsanyiNet", ICML 2023; DVR paper eqs. 5.5-5.6. ALGORITHMS §1.3 (block),
-§1.7 (Variant G: layer-1 children are whole sample slots), §1.11 (STE without custom_vjp).
-A unit m of a block with children mask tau (hard 0/1 forward, sigmoid surrogate backward) computes
+Reference: Chen et al., "HarsanyiNet", ICML 2023; DVR paper eqs. 5.5-5.6. ALGORITHMS
+§1.3 (block), §1.7 (Variant G: layer-1 children are whole sample slots), §1.11 (STE
+without custom_vjp). A unit m with children mask tau (hard 0/1 forward, sigmoid
+surrogate backward) computes
 
-  g_m = sum_k tau_mk * c_mk,   delta_m = prod_k (tau_mk * t_k + 1 - tau_mk),   z_m = ReLU(g_m) * delta_m
+  g_m = sum_k tau_mk c_mk,  delta_m = prod_k (tau_mk t_k + 1 - tau_mk),
+  z_m = ReLU(g_m) * delta_m,
 
-where c_mk is the contribution of input k (A_mk z_k, or <A_mb, X_b> for a grouped slot b) and
-t_k in [0, 1] the input's trigger (tanh(gamma |z_k|), exactly 0 iff the input is 0). No biases
-anywhere, so a unit is exactly 0 whenever any child is exactly 0 (exactness condition E4).
+where c_mk is the contribution of input k (A_mk z_k, or <A_mb, X_b> for a grouped slot
+b) and t_k in [0, 1] its trigger (tanh(gamma |z_k|), exactly 0 iff the input is 0). No
+biases anywhere, so a unit is exactly 0 whenever any child is exactly 0 (condition E4).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -30,9 +33,9 @@ class HarsanyiTrace(NamedTuple):
     Attributes:
       output: f[] network output y_G = sum_l <readouts[l], activations[l]> (+ bias).
       activations: per layer l, f[M_l] unit outputs z^(l).
-      masks: per layer l, f[M_l, D_{l-1}] children masks tau^(l) (values in {0, 1}; they carry the
-        STE gradient, so take `stop_gradient` before structural use). D_0 = B for Variant G and
-        B * H' (sample-major features) for the flat variants.
+      masks: per layer l, f[M_l, D_{l-1}] children masks tau^(l) (values in {0, 1}; they
+        carry the STE gradient, so take `stop_gradient` before structural use). D_0 = B
+        for Variant G and B * H' (sample-major features) for the flat variants.
       readouts: per layer l, f[M_l] read-out weights v^(l).
       bias: f[] output bias c0 (0 when disabled); it is the dividend of the empty set.
     """
@@ -88,7 +91,9 @@ class HarsanyiBlock(nn.Module):
             shape,
             self.param_dtype,
         )
-        weights = self.param("weights", nn.initializers.xavier_uniform(), shape, self.param_dtype)
+        weights = self.param(
+            "weights", nn.initializers.xavier_uniform(), shape, self.param_dtype
+        )
         tau = ste_mask(logits, self.beta)
         triggers = jnp.tanh(self.gamma_trig * jnp.abs(inputs))
         return and_units(tau, weights * inputs[None, :], triggers), tau
@@ -104,8 +109,9 @@ class GroupedHarsanyiBlock(nn.Module):
       act_ratio: initial fraction of slots per unit.
       v0: initial logit magnitude.
       children_init: "random" or "cover".
-      shared_slot_weights: if True, A[m, b, :] = a_m for all slots b (weights f[M, H']);
-        otherwise the weights are f[H', M, B] (feature-major storage of A^(1)_{m, b, k}).
+      shared_slot_weights: if True, A[m, b, :] = a_m for all slots b (weights
+        f[M, H']); otherwise the weights are f[H', M, B], the feature-major storage
+        of A^(1)[m, b, k].
       param_dtype: parameter dtype.
     """
 
@@ -123,7 +129,8 @@ class GroupedHarsanyiBlock(nn.Module):
         """Applies the block.
 
         Args:
-          inputs: f[B, H'] masked slot representations X (absent slots are all-zero rows).
+          inputs: f[B, H'] masked slot representations X (absent slots are all-zero
+            rows).
 
         Returns:
           (z f[M], tau f[M, B]).
@@ -137,11 +144,14 @@ class GroupedHarsanyiBlock(nn.Module):
         )
         if self.shared_slot_weights:
             init = nn.initializers.xavier_uniform()
-            weights = self.param("weights", init, (self.features, width), self.param_dtype)
+            weights = self.param(
+                "weights", init, (self.features, width), self.param_dtype
+            )
             contributions = weights @ inputs.T
         else:
-            # Stored feature-major, A[k, m, b] = A^(1)_{m, b, k}: every slice is a contiguous
-            # (M, B) plane, which XLA:CPU vectorises far better than a trailing axis of size H'.
+            # Stored feature-major, A[k, m, b] = A^(1)_{m, b, k}: every slice is a
+            # contiguous (M, B) plane, which XLA:CPU vectorises far better than a
+            # trailing axis of size H'.
             init = nn.initializers.variance_scaling(
                 1.0, "fan_avg", "uniform", in_axis=(0, 2), out_axis=1
             )
@@ -158,12 +168,15 @@ class HarsanyiNet(nn.Module):
 
     Attributes:
       widths: (M_1, ..., M_L) units per block.
-      grouped: True for Variant G (slot-level layer-1 children); False for the flat variants
-        (F, P, C_compat) whose layer 1 reads the sample-major flattened features.
-      beta, gamma_trig, act_ratio, v0: HarsanyiNet hyperparameters (ALGORITHMS §1.3, §1.7).
-      children_init: "random" or "cover" (applies to layer 1; deeper layers are "random").
+      grouped: True for Variant G (slot-level layer-1 children); False for the flat
+        variants (F, P, C_compat) whose layer 1 reads the sample-major flattened
+        features.
+      beta, gamma_trig, act_ratio, v0: HarsanyiNet hyperparameters (§1.3, §1.7).
+      children_init: "random" or "cover" (applies to layer 1; deeper layers are
+        "random").
       shared_slot_weights: Variant G option, see `GroupedHarsanyiBlock`.
-      output_bias: add a learnable c0 (the empty-set dividend; excluded from Shapley values).
+      output_bias: add a learnable c0 (the empty-set dividend; excluded from Shapley
+        values).
       param_dtype: parameter dtype.
     """
 
@@ -188,16 +201,29 @@ class HarsanyiNet(nn.Module):
         Returns:
           A `HarsanyiTrace` (output f[], per-layer activations, masks and read-outs).
         """
-        common = dict(beta=self.beta, gamma_trig=self.gamma_trig, act_ratio=self.act_ratio,
-                      v0=self.v0, param_dtype=self.param_dtype)
+        common = dict(
+            beta=self.beta,
+            gamma_trig=self.gamma_trig,
+            act_ratio=self.act_ratio,
+            v0=self.v0,
+            param_dtype=self.param_dtype,
+        )
         if self.grouped:
-            first = GroupedHarsanyiBlock(self.widths[0], children_init=self.children_init,
-                                         shared_slot_weights=self.shared_slot_weights,
-                                         name="block_0", **common)
+            first = GroupedHarsanyiBlock(
+                self.widths[0],
+                children_init=self.children_init,
+                shared_slot_weights=self.shared_slot_weights,
+                name="block_0",
+                **common,
+            )
             z, tau = first(inputs)
         else:
-            first = HarsanyiBlock(self.widths[0], children_init=self.children_init,
-                                  name="block_0", **common)
+            first = HarsanyiBlock(
+                self.widths[0],
+                children_init=self.children_init,
+                name="block_0",
+                **common,
+            )
             z, tau = first(inputs.reshape(-1))
         activations, masks = [z], [tau]
         for layer, width in enumerate(self.widths[1:], start=1):
@@ -208,7 +234,12 @@ class HarsanyiNet(nn.Module):
             self.param(f"readout_{layer}", _xavier_readout, (width,), self.param_dtype)
             for layer, width in enumerate(self.widths)
         )
-        bias = (self.param("bias", nn.initializers.zeros, (), self.param_dtype)
-                if self.output_bias else jnp.zeros((), inputs.dtype))
-        output = bias + sum(jnp.dot(v, a) for v, a in zip(readouts, activations))
+        bias = (
+            self.param("bias", nn.initializers.zeros, (), self.param_dtype)
+            if self.output_bias
+            else jnp.zeros((), inputs.dtype)
+        )
+        output = bias + sum(
+            jnp.dot(v, a) for v, a in zip(readouts, activations, strict=True)
+        )
         return HarsanyiTrace(output, tuple(activations), tuple(masks), readouts, bias)

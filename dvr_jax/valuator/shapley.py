@@ -1,21 +1,21 @@
 """Receptive fields and the exact sample-level Shapley read-out of a Harsanyi network.
 
-Reference: Chen et al., "HarsanyiNet", ICML 2023 (Thm. on single-pass Shapley values); DVR paper
-eq. 5.8. ALGORITHMS §1.5 (exactness), §1.6 (sample vs feature players), §1.7 (Variant G). Each unit
-u is one Harsanyi dividend of the masked-input game, carried by the set P(R_u) of players (samples)
-in its receptive field, so
+Reference: Chen et al., "HarsanyiNet", ICML 2023 (single-pass Shapley values); DVR
+paper eq. 5.8; ALGORITHMS §1.5 (exactness), §1.6 (sample vs feature players), §1.7
+(Variant G). Each unit u is one Harsanyi dividend of the masked-input game, carried by
+the set P(R_u) of players (samples) in its receptive field, so
 
-  phi_b = sum_l sum_m [b in R^(l)_m] * v^(l)_m z^(l)_m / max(1, |R^(l)_m|)
+  phi_b = sum_l sum_m [b in R^(l)_m] v^(l)_m z^(l)_m / max(1, |R^(l)_m|),
 
-with receptive fields built by *union* over children, `R^(l) = [tau^(l) R^(l-1) > 0]`. Everything
-here is vectorised: O(sum_l M_l D_{l-1}) plus one (M_l x M_{l-1}) @ (M_{l-1} x B) product per layer.
-The compat routines (`intersection`, `reshape(H, B)` grouping) reproduce the authors' code for
-ablations and regression tests only (ALGORITHMS §1.4, D3/D4).
+with receptive fields built by *union* over children, `R^(l) = [tau^(l) R^(l-1) > 0]`.
+All vectorised: O(sum_l M_l D_{l-1}) plus one (M_l x M_{l-1}) @ (M_{l-1} x B) product
+per layer. The compat routines (`intersection`, `reshape(H, B)` grouping) reproduce
+the authors' code for ablations and regression tests only (ALGORITHMS §1.4, D3/D4).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ def _hard(mask: Array) -> Array:
 
 
 def pool_to_samples(field: Array, n_samples: int) -> Array:
-    """Feature-level receptive field -> sample-level one (sample-major flattening, `b * H' + k`).
+    """Pools a feature-level receptive field to samples (feature b * H' + k -> b).
 
     Args:
       field: f[M, B * H'] 0/1 receptive field over features.
@@ -40,7 +40,8 @@ def pool_to_samples(field: Array, n_samples: int) -> Array:
       f[M, B] with entry 1 iff the unit reads at least one feature of sample b.
     """
     n_units = field.shape[0]
-    grouped = field.reshape(n_units, n_samples, -1)  # (M, B, H'): row-major = sample-major
+    # (M, B, H'): row-major order is exactly the sample-major flattening.
+    grouped = field.reshape(n_units, n_samples, -1)
     return (jnp.max(grouped, axis=2) > 0).astype(field.dtype)
 
 
@@ -51,10 +52,11 @@ def receptive_fields(
 
     Args:
       masks: per layer l, f[M_l, D_{l-1}] children masks (values in {0, 1}).
-      n_samples: if given, pool layer-1 features to B samples first (flat variants F/P); None
-        keeps layer-1 inputs as the players (Variant G, or feature-level attribution).
-      rule: "union" (correct, E6) or "intersection" (the authors' `compute_shapley_tensor`, D3;
-        a childless unit gets every player, as there).
+      n_samples: if given, pool layer-1 features to B samples first (flat variants F/P);
+        None keeps layer-1 inputs as the players (Variant G, or feature-level
+        attribution).
+      rule: "union" (correct, E6) or "intersection" (the authors'
+        `compute_shapley_tensor`, D3; a childless unit gets every player, as there).
 
     Returns:
       per layer l, f[M_l, P] 0/1 receptive fields over the P players.
@@ -86,20 +88,22 @@ def attribute(trace: HarsanyiTrace, fields: Sequence[Array]) -> Array:
       f[P] attributions (a unit with an empty field gives nothing).
     """
     total = jnp.zeros(fields[0].shape[1], trace.output.dtype)
-    for field, z, v in zip(fields, trace.activations, trace.readouts):
+    for field, z, v in zip(fields, trace.activations, trace.readouts, strict=True):
         size = jnp.maximum(jnp.sum(field, axis=1), 1.0)
         total = total + ((v * z) / size) @ field
     return total
 
 
-def sample_shapley(trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True) -> Array:
-    """Exact Shapley values of the B sample slots in the masked-input game (Variants G, F, P).
+def sample_shapley(
+    trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True
+) -> Array:
+    """Exact Shapley values of the B slots in the masked-input game (Variants G, F, P).
 
     Args:
       trace: forward trace at the presence mask of interest (usually all present).
       n_samples: B.
-      grouped: True for Variant G (layer-1 inputs are slots), False for flat variants whose
-        layer-1 inputs are the B * H' sample-major features.
+      grouped: True for Variant G (layer-1 inputs are slots), False for flat variants
+        whose layer-1 inputs are the B * H' sample-major features.
 
     Returns:
       f[B] Shapley values; sum(phi) = output - bias (efficiency).
@@ -111,8 +115,8 @@ def sample_shapley(trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True
 def feature_shapley(trace: HarsanyiTrace) -> Array:
     """Official HarsanyiNet attribution with *features* as players (flat variants).
 
-    Exact for the feature-level game; summing it per sample is NOT the sample Shapley value
-    (ALGORITHMS §1.6a). Kept for explanation and for the counter-example tests.
+    Exact for the feature-level game; summing it per sample is NOT the sample Shapley
+    value (ALGORITHMS §1.6a). Kept for explanation and for the counter-example tests.
 
     Args:
       trace: forward trace of a flat (non-grouped) network.
@@ -139,8 +143,8 @@ def group_features(values: Array, n_samples: int) -> Array:
 def compat_shapley(trace: HarsanyiTrace, n_samples: int) -> Array:
     """The authors' sample "values" (`variant = C_compat`, ablation only; D3 + D4).
 
-    Feature-level players, intersection receptive fields, then `reshape(H', B).sum(0)`, which
-    attaches values to the wrong samples (ALGORITHMS §1.6b).
+    Feature-level players, intersection receptive fields, then `reshape(H', B).sum(0)`,
+    which attaches values to the wrong samples (ALGORITHMS §1.6b).
 
     Args:
       trace: forward trace of a flat network.
@@ -153,7 +157,9 @@ def compat_shapley(trace: HarsanyiTrace, n_samples: int) -> Array:
     return jnp.sum(per_feature.reshape(-1, n_samples), axis=0)
 
 
-def null_player_fraction(trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True) -> Array:
+def null_player_fraction(
+    trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True
+) -> Array:
     """Fraction of slots in no receptive field (structural null players, phi = 0).
 
     Deeper fields are unions of layer-1 fields, so the layer-1 field decides.
@@ -173,6 +179,7 @@ def null_player_fraction(trace: HarsanyiTrace, n_samples: int, *, grouped: bool 
 
 
 def active_unit_fraction(trace: HarsanyiTrace) -> Array:
-    """Fraction of all Harsanyi units with a non-zero activation (dead-network diagnostic)."""
+    """Fraction of all Harsanyi units with a non-zero activation (dead-network
+    diagnostic)."""
     active = jnp.concatenate([(z > 0).astype(z.dtype) for z in trace.activations])
     return jnp.mean(active)

@@ -1,8 +1,9 @@
 """MSE prediction targets and loss for the valuator's read-out y_G.
 
-Reference: DVR paper eq. 5.7 (`y* = sum l`) and the authors' `main.py` (`-sum l` for the loss
-reward, `100 R` for recall/ndcg). ALGORITHMS §1.8 / D16: `y* = -sum_b l_b` (the code's sign; higher
-phi = lower loss) for `loss`, `y* = 100 * R~` for every metric reward (oriented higher-is-better).
+Reference: DVR paper eq. 5.7 (`y* = sum l`) and the authors' `main.py` (`-sum l` for
+the loss reward, `100 R` for recall/ndcg). ALGORITHMS §1.8 / D16: `y* = -sum_b l_b`
+(the code's sign; higher phi = lower loss) for `loss`, `y* = 100 * R~` for every
+metric reward (oriented higher-is-better).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dvr_jax.typing import Array
+from dvr_jax.typing import Array, PRNGKey
 
 LOSS_TARGET_SCALES = ("sum", "mean")
 
 
-def loss_target(losses: Array, present: Array | None = None, *, scale: str = "sum") -> Array:
+def loss_target(
+    losses: Array, present: Array | None = None, *, scale: str = "sum"
+) -> Array:
     """Target for the `loss` reward: `-sum_{b in S} l_b` (optionally divided by B).
 
     With `present` it is the coalition target of the optional coalition training (§1.8).
@@ -35,6 +38,25 @@ def loss_target(losses: Array, present: Array | None = None, *, scale: str = "su
         losses = losses * present.astype(losses.dtype)
     total = -jnp.sum(losses)
     return total / losses.shape[0] if scale == "mean" else total
+
+
+def sample_coalition(key: PRNGKey, n_slots: int, keep_prob: float = 0.5) -> Array:
+    """Random coalition (each slot kept with probability `keep_prob`), ALGORITHMS §1.8.
+
+    For the optional coalition training of the loss game (off by default).
+
+    Use as `present = sample_coalition(k, B)`, then
+    `valuator.mse_loss(params, feats, loss_target(losses, present), present)`.
+
+    Args:
+      key: PRNG key.
+      n_slots: B.
+      keep_prob: probability that a slot is present.
+
+    Returns:
+      f32[B] 0/1 presence mask.
+    """
+    return jax.random.bernoulli(key, keep_prob, (n_slots,)).astype(jnp.float32)
 
 
 def metric_target(reward: Array) -> Array:

@@ -1,17 +1,20 @@
-"""The DVR data valuator G(batch; Lambda): encoder + Harsanyi network + probability-map offset.
+"""The DVR data valuator G(batch; Lambda): encoder + Harsanyi network + map offset.
 
-Reference: DVR paper §5.1 (data valuator) and §5.2.1; ALGORITHMS §1 (Variant G default, union
-receptive fields, exact sample-level Shapley values) and Appendix A (defaults). `make_valuator`
-returns a NamedTuple of pure, jit-able functions over one parameter pytree
-`{"encoder": ..., "harsanyi": ..., "offset": f[]}`, so one optax optimizer trains all of Lambda.
-The batch size B is static: it fixes the layer-1 parameter shapes at `init`.
+Reference: DVR paper §5.1 (data valuator) and §5.2.1; ALGORITHMS §1 (Variant G default,
+union receptive fields, exact sample-level Shapley values) and Appendix A (defaults).
+`make_valuator` returns a NamedTuple of pure, jit-able functions over one parameter
+pytree `{"encoder": ..., "harsanyi": ..., "offset": f[]}`, so one optax optimizer
+trains all of Lambda. The batch size B is static: it fixes the layer-1 parameter
+shapes at `init`.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from dvr_jax.typing import Array, Params, PRNGKey
@@ -25,7 +28,7 @@ VARIANTS = ("G", "F", "P", "C_compat")
 
 
 class DataValuator(nn.Module):
-    """Linen module: features -> encoder -> (const column) -> presence mask -> Harsanyi trace.
+    """Linen module: features -> encoder -> const column -> mask -> Harsanyi trace.
 
     Attributes:
       encoder: "code" or "paper".
@@ -55,23 +58,36 @@ class DataValuator(nn.Module):
 
         Args:
           feats: f[B, F] per-sample features (loss last).
-          present: f[B] or bool[B] presence mask mu; absent slots are zeroed *after* the encoder.
+          present: f[B] or bool[B] presence mask mu; absent slots are zeroed *after* the
+            encoder.
 
         Returns:
           The Harsanyi `HarsanyiTrace` of the masked batch.
         """
         self.param("offset", nn.initializers.zeros, (), self.param_dtype)
         if self.encoder == "code":
-            enc = CodeEncoder(self.h_dim, self.encoder_hidden, self.use_loss_feature,
-                              self.param_dtype, name="encoder")
+            enc = CodeEncoder(
+                self.h_dim,
+                self.encoder_hidden,
+                self.use_loss_feature,
+                self.param_dtype,
+                name="encoder",
+            )
         else:
             enc = PaperEncoder(param_dtype=self.param_dtype, name="encoder")
         slots = enc(feats)
         if self.const_column:
-            slots = jnp.concatenate([slots, jnp.ones((slots.shape[0], 1), slots.dtype)], axis=1)
+            slots = jnp.concatenate(
+                [slots, jnp.ones((slots.shape[0], 1), slots.dtype)], axis=1
+            )
         slots = slots * present.astype(slots.dtype)[:, None]
-        net = HarsanyiNet(self.widths, grouped=self.variant == "G",
-                          param_dtype=self.param_dtype, name="harsanyi", **(self.harsanyi or {}))
+        net = HarsanyiNet(
+            self.widths,
+            grouped=self.variant == "G",
+            param_dtype=self.param_dtype,
+            name="harsanyi",
+            **(self.harsanyi or {}),
+        )
         return net(slots)
 
 
@@ -95,13 +111,19 @@ class Valuator(NamedTuple):
     """Pure functions of the data valuator (all jit-able; B is static).
 
     Attributes:
-      init: `init(key, feats f[B, F]) -> params` pytree {"encoder", "harsanyi", "offset"}.
+      init: `init(key, feats f[B, F]) -> params` pytree {"encoder", "harsanyi",
+        "offset"}.
       forward: `forward(params, feats f[B, F], present f[B] | None) -> ValuatorOutput`.
-      output: `output(params, feats f[B, F], present f[B]) -> f[]` y_G under a presence mask.
-      shapley: `shapley(params, feats f[B, F]) -> f[B]` Shapley values of the full batch.
-      probabilities: `probabilities(params, shapley f[B]) -> f[B]` selection probabilities.
-      mse_loss: `mse_loss(params, feats f[B, F], target f[], present=None) -> (f[], ValuatorOutput)`.
-      trace: `trace(params, feats, present=None) -> HarsanyiTrace` (diagnostics, explanation).
+      output: `output(params, feats f[B, F], present f[B]) -> f[]` y_G under a presence
+        mask.
+      shapley: `shapley(params, feats f[B, F]) -> f[B]` Shapley values of the full
+        batch.
+      probabilities: `probabilities(params, shapley f[B]) -> f[B]` selection
+        probabilities.
+      mse_loss: `mse_loss(params, feats f[B, F], target f[], present=None) -> (f[],
+        ValuatorOutput)`.
+      trace: `trace(params, feats, present=None) -> HarsanyiTrace` (diagnostics,
+        explanation).
       module: the underlying `DataValuator` Linen module.
     """
 
@@ -115,8 +137,33 @@ class Valuator(NamedTuple):
     module: DataValuator
 
 
-def _check_options(encoder: str, variant: str, h_dim: int, const_column: bool,
-                   value_map: str) -> None:
+def parameter_labels(params: Params, *, freeze_encoder: bool = False) -> Params:
+    """Labels for `optax.multi_transform`: "train", or "freeze" on the encoder.
+
+    `freeze_encoder=True` is the compat flag of D2 (the released code never trains the
+    encoder).
+
+    Args:
+      params: valuator parameter pytree.
+      freeze_encoder: label the encoder "freeze".
+
+    Returns:
+      A pytree of strings with the structure of `params`.
+    """
+    return {
+        part: jax.tree.map(
+            lambda _, p=part: (
+                "freeze" if freeze_encoder and p == "encoder" else "train"
+            ),
+            subtree,
+        )
+        for part, subtree in params.items()
+    }
+
+
+def _check_options(
+    encoder: str, variant: str, h_dim: int, const_column: bool, value_map: str
+) -> None:
     """Raises ValueError on unknown or inconsistent options."""
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
@@ -127,7 +174,9 @@ def _check_options(encoder: str, variant: str, h_dim: int, const_column: bool,
     if encoder == "paper" and h_dim != 1:
         raise ValueError("encoder='paper' has a scalar output: h_dim must be 1")
     if variant == "P" and (h_dim != 1 or const_column):
-        raise ValueError("variant 'P' needs h_dim=1 and const_column=False (features = samples)")
+        raise ValueError(
+            "variant 'P' needs h_dim=1 and const_column=False (features = samples)"
+        )
 
 
 def make_valuator(
@@ -160,8 +209,9 @@ def make_valuator(
       h_dim: H; default 10 for "code", 1 for "paper" (use 50 for the cc/ild configs).
       encoder_hidden: code-encoder hidden widths.
       use_loss_feature: code encoder reads the loss column (D7 ablation when False).
-      variant: "G" (sample-grouped, default), "F" (feature children pooled to samples), "P"
-        (h_dim = 1, plain HarsanyiNet-MLP) or "C_compat" (the released code's values; ablation).
+      variant: "G" (sample-grouped, default), "F" (feature children pooled to samples),
+        "P" (h_dim = 1, plain HarsanyiNet-MLP) or "C_compat" (the released code's
+        values; ablation).
       num_layers: L Harsanyi blocks.
       width: M units per block (int) or one width per block.
       act_ratio: initial children fraction (at sample granularity for Variant G).
@@ -169,9 +219,11 @@ def make_valuator(
       gamma_trig: AND trigger sharpness.
       v0: initial children-logit magnitude.
       children_init: "random" (HarsanyiNet, default) or "cover" (no null slots at init).
-      const_column: append a constant 1 to every slot; default True for G/F, False for P/C_compat.
+      const_column: append a constant 1 to every slot; default True for G/F, False for
+        P/C_compat.
       shared_slot_weights: Variant G layer-1 weights shared across slots.
-      output_bias: learnable c0 (off, as in paper and code); excluded from Shapley values.
+      output_bias: learnable c0 (off, as in paper and code); excluded from Shapley
+        values.
       value_map: "sigmoid" (default) or "code".
       kappa: sigmoid slope.
       eps: sigmoid probability floor.
@@ -190,25 +242,44 @@ def make_valuator(
     if len(widths) != num_layers:
         raise ValueError(f"got {len(widths)} widths for {num_layers} layers")
     module = DataValuator(
-        encoder=encoder, h_dim=h_dim, encoder_hidden=tuple(encoder_hidden),
-        use_loss_feature=use_loss_feature, variant=variant, widths=widths,
-        const_column=const_column, param_dtype=param_dtype,
-        harsanyi=dict(beta=beta, gamma_trig=gamma_trig, act_ratio=act_ratio, v0=v0,
-                      children_init=children_init, shared_slot_weights=shared_slot_weights,
-                      output_bias=output_bias),
+        encoder=encoder,
+        h_dim=h_dim,
+        encoder_hidden=tuple(encoder_hidden),
+        use_loss_feature=use_loss_feature,
+        variant=variant,
+        widths=widths,
+        const_column=const_column,
+        param_dtype=param_dtype,
+        harsanyi=dict(
+            beta=beta,
+            gamma_trig=gamma_trig,
+            act_ratio=act_ratio,
+            v0=v0,
+            children_init=children_init,
+            shared_slot_weights=shared_slot_weights,
+            output_bias=output_bias,
+        ),
     )
     grouped = variant == "G"
 
     def _present(feats: Array, present: Array | None) -> Array:
+        """All-present mask f[B] when `present` is None."""
         return jnp.ones(feats.shape[0], feats.dtype) if present is None else present
 
     def init(key: PRNGKey, feats: Array) -> Params:
+        """Parameters for batches of shape f[B, F] (B is fixed from here on)."""
         return module.init({"params": key}, feats, _present(feats, None))["params"]
 
-    def trace(params: Params, feats: Array, present: Array | None = None) -> HarsanyiTrace:
+    def trace(
+        params: Params, feats: Array, present: Array | None = None
+    ) -> HarsanyiTrace:
+        """Harsanyi forward trace of the batch under the presence mask."""
         return module.apply({"params": params}, feats, _present(feats, present))
 
-    def forward(params: Params, feats: Array, present: Array | None = None) -> ValuatorOutput:
+    def forward(
+        params: Params, feats: Array, present: Array | None = None
+    ) -> ValuatorOutput:
+        """Prediction, Shapley values f[B] and diagnostics from one forward pass."""
         tr = trace(params, feats, present)
         n_slots = feats.shape[0]
         if variant == "C_compat":
@@ -216,24 +287,40 @@ def make_valuator(
         else:
             values = shapley_lib.sample_shapley(tr, n_slots, grouped=grouped)
         return ValuatorOutput(
-            tr.output, values,
+            tr.output,
+            values,
             shapley_lib.null_player_fraction(tr, n_slots, grouped=grouped),
             shapley_lib.active_unit_fraction(tr),
         )
 
     def output(params: Params, feats: Array, present: Array) -> Array:
+        """y_G f[] of the batch with absent slots (present = 0) zeroed after the
+        encoder."""
         return trace(params, feats, present).output
 
     def shapley(params: Params, feats: Array) -> Array:
+        """Shapley values f[B] of the full batch."""
         return forward(params, feats).shapley
 
     def probabilities(params: Params, values: Array) -> Array:
-        return shapley_to_probabilities(values, params["offset"], value_map=value_map,
-                                        kappa=kappa, eps=eps, gamma_dv=gamma_dv)
+        """Selection probabilities f[B] from Shapley values f[B] (uses
+        params["offset"])."""
+        return shapley_to_probabilities(
+            values,
+            params["offset"],
+            value_map=value_map,
+            kappa=kappa,
+            eps=eps,
+            gamma_dv=gamma_dv,
+        )
 
-    def mse_loss(params: Params, feats: Array, target: Array,
-                 present: Array | None = None) -> tuple[Array, ValuatorOutput]:
+    def mse_loss(
+        params: Params, feats: Array, target: Array, present: Array | None = None
+    ) -> tuple[Array, ValuatorOutput]:
+        """(y_G - sg(target))^2 and the forward output (use with has_aux=True)."""
         out = forward(params, feats, present)
         return squared_error(out.prediction, target), out
 
-    return Valuator(init, forward, output, shapley, probabilities, mse_loss, trace, module)
+    return Valuator(
+        init, forward, output, shapley, probabilities, mse_loss, trace, module
+    )

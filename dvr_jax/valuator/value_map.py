@@ -1,9 +1,10 @@
 """Maps within-batch Shapley values to Bernoulli selection probabilities.
 
-Reference: DVR paper §5.2.1 ("we normalize the Shapley value"; no formula) and the authors'
-`gamma * (phi - min phi)`. ALGORITHMS §1.9 / D9: default `sigmoid`, a standardised sigmoid with a
-learnable offset c, `p = eps + (1 - 2 eps) * sigmoid(kappa * (phi - mean) / (std + 1e-8) + c)`;
-`code` = `clip(gamma_dv * (phi - min phi), 0, 1)` for compatibility only.
+Reference: DVR paper §5.2.1 ("we normalize the Shapley value"; no formula) and the
+authors' `gamma * (phi - min phi)`. ALGORITHMS §1.9 / D9: default `sigmoid`, a
+standardised sigmoid with a learnable offset c,
+`p = eps + (1 - 2 eps) sigmoid(kappa (phi - mean) / (std + 1e-8) + c)`; `code` =
+`clip(gamma_dv (phi - min phi), 0, 1)` for compatibility only.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""Slow NumPy/loop oracles for the valuator tests: Harsanyi forward, brute-force Shapley, RFs.
+"""Slow NumPy/loop oracles for the valuator tests: Harsanyi forward, brute-force
+Shapley, RFs.
 
-Nothing here imports dvr_jax; the oracles re-implement ALGORITHMS §1.2-1.7 with explicit loops
-over units, children and coalitions, so the vectorised JAX code is checked against an
-independent reading of the spec.
+Nothing here imports dvr_jax; the oracles re-implement ALGORITHMS §1.2-1.7 with explicit
+loops over units, children and coalitions, so the vectorised JAX code is checked against
+an independent reading of the spec.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -23,7 +23,8 @@ def brute_force_shapley(values: np.ndarray, n_players: int) -> np.ndarray:
     """Shapley values from a game table (ALGORITHMS §1.2, eq. 5.2), by enumeration.
 
     Args:
-      values: f64[2^n] with values[s] = v(S) for the coalition coded by s (see `all_masks`).
+      values: f64[2^n] with values[s] = v(S) for the coalition coded by s (see
+        `all_masks`).
       n_players: n.
 
     Returns:
@@ -35,21 +36,27 @@ def brute_force_shapley(values: np.ndarray, n_players: int) -> np.ndarray:
             if code >> player & 1:
                 continue
             size = bin(code).count("1")
-            weight = (math.factorial(size) * math.factorial(n_players - size - 1)
-                      / math.factorial(n_players))
+            weight = (
+                math.factorial(size)
+                * math.factorial(n_players - size - 1)
+                / math.factorial(n_players)
+            )
             phi[player] += weight * (values[code | (1 << player)] - values[code])
     return phi
 
 
-def harsanyi_forward(hparams: dict, inputs: np.ndarray, *, grouped: bool, gamma: float,
-                     n_layers: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Loop implementation of the Harsanyi network (ALGORITHMS §1.3, §1.7) over many inputs.
+def harsanyi_forward(
+    hparams: dict, inputs: np.ndarray, *, grouped: bool, gamma: float, n_layers: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Loop implementation of the Harsanyi network (ALGORITHMS §1.3, §1.7) over many
+    inputs.
 
     Args:
-      hparams: the "harsanyi" parameter dict as NumPy arrays (grouped layer-1 weights stored as
-        [H', M, B]).
+      hparams: the "harsanyi" parameter dict as NumPy arrays (grouped layer-1 weights
+        stored as [H', M, B]).
       inputs: f64[S, B, H'] masked slot representations, one row per coalition.
-      grouped: Variant G (slot children) or flat (feature children over the sample-major vector).
+      grouped: Variant G (slot children) or flat (feature children over the sample-major
+        vector).
       gamma: trigger sharpness.
       n_layers: L.
 
@@ -87,14 +94,16 @@ def harsanyi_forward(hparams: dict, inputs: np.ndarray, *, grouped: bool, gamma:
     return output + float(hparams.get("bias", 0.0)), activations
 
 
-def receptive_sets(children: list[np.ndarray], owner: np.ndarray | None,
-                   rule: str = "union") -> list[list[set[int]]]:
+def receptive_sets(
+    children: list[np.ndarray], owner: np.ndarray | None, rule: str = "union"
+) -> list[list[set[int]]]:
     """Receptive fields as Python sets, layer by layer.
 
     Args:
       children: per layer, bool[M_l, D_{l-1}] children masks.
       owner: int[D_0] player owning each layer-1 input (None: inputs are players).
-      rule: "union" or "intersection" (the authors' code; childless units get everything).
+      rule: "union" or "intersection" (the authors' code; childless units get
+        everything).
 
     Returns:
       per layer, per unit, the set of players (or of layer-1 inputs when owner is None).
@@ -110,16 +119,22 @@ def receptive_sets(children: list[np.ndarray], owner: np.ndarray | None,
             if rule == "union":
                 layer.append(set().union(*kids))
             else:
-                layer.append(set(everything).intersection(*kids) if kids else set(everything))
+                layer.append(
+                    set(everything).intersection(*kids) if kids else set(everything)
+                )
         sets.append(layer)
     return sets
 
 
-def attribution(sets: list[list[set[int]]], activations: list[np.ndarray],
-                readouts: list[np.ndarray], n_players: int) -> np.ndarray:
-    """Share each unit's v * z equally among its receptive-field players (loop version)."""
+def attribution(
+    sets: list[list[set[int]]],
+    activations: list[np.ndarray],
+    readouts: list[np.ndarray],
+    n_players: int,
+) -> np.ndarray:
+    """Shares each unit's v * z equally among its receptive-field players (loops)."""
     phi = np.zeros(n_players)
-    for layer_sets, z, v in zip(sets, activations, readouts):
+    for layer_sets, z, v in zip(sets, activations, readouts, strict=True):
         for m, players in enumerate(layer_sets):
             for p in players:
                 phi[p] += v[m] * z[m] / len(players)
@@ -127,14 +142,12 @@ def attribution(sets: list[list[set[int]]], activations: list[np.ndarray],
 
 
 def subset_game_shapley(players: int, value) -> np.ndarray:
-    """Brute-force Shapley values of a game given as a Python function of a frozenset."""
-    table = np.array([value(frozenset(p for p in range(players) if code >> p & 1))
-                      for code in range(2**players)], dtype=np.float64)
+    """Brute-force Shapley values of a game given as a function of a frozenset."""
+    table = np.array(
+        [
+            value(frozenset(p for p in range(players) if code >> p & 1))
+            for code in range(2**players)
+        ],
+        dtype=np.float64,
+    )
     return brute_force_shapley(table, players)
-
-
-def powerset(items):
-    """All subsets of `items` as tuples."""
-    items = list(items)
-    return itertools.chain.from_iterable(itertools.combinations(items, r)
-                                         for r in range(len(items) + 1))
