@@ -9,7 +9,7 @@ ALGORITHMS.md §1. Public functional primitives (all pure and jit-able, B static
   `shapley(params, feats) -> f[B]`, `probabilities(params, shapley) -> f[B]` and
   `mse_loss(params, feats, target, present=None) -> (f[], ValuatorOutput)`.
 * `valuator_features(pair_features[B, 3D], losses[B]) -> f[B, 3D + 1]`.
-* `loss_target`, `metric_target`, `mse_loss`, `sample_coalition` (§1.8);
+* `loss_target`, `metric_target`, `prediction_mse`, `sample_coalition` (§1.8);
   `shapley_to_probabilities` (§1.9); `parameter_labels` (optax labels, the
   `freeze_encoder` compat flag).
 * `shapley_loss_cosine` (Fig. 2 statistic) and `explanation_rows` (host-side export).
@@ -22,6 +22,7 @@ from dvr_jax.valuator.explain import (
 )
 from dvr_jax.valuator.features import valuator_features
 from dvr_jax.valuator.harsanyi import HarsanyiTrace
+from dvr_jax.valuator.module import DataValuator
 from dvr_jax.valuator.shapley import (
     feature_shapley,
     null_player_fraction,
@@ -31,12 +32,11 @@ from dvr_jax.valuator.shapley import (
 from dvr_jax.valuator.targets import (
     loss_target,
     metric_target,
-    mse_loss,
+    prediction_mse,
     sample_coalition,
 )
 from dvr_jax.valuator.valuator import (
     VARIANTS,
-    DataValuator,
     Valuator,
     ValuatorOutput,
     make_valuator,
@@ -56,7 +56,7 @@ __all__ = [
     "loss_target",
     "make_valuator",
     "metric_target",
-    "mse_loss",
+    "prediction_mse",
     "null_player_fraction",
     "parameter_labels",
     "receptive_fields",

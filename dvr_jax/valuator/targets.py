@@ -71,7 +71,7 @@ def metric_target(reward: Array) -> Array:
     return 100.0 * jax.lax.stop_gradient(reward)
 
 
-def mse_loss(prediction: Array, target: Array) -> Array:
+def prediction_mse(prediction: Array, target: Array) -> Array:
     """Squared error `(y_G - sg(y*))^2` of the valuator prediction.
 
     Args:

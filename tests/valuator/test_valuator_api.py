@@ -22,8 +22,8 @@ from dvr_jax.valuator import (
     loss_target,
     make_valuator,
     metric_target,
-    mse_loss,
     parameter_labels,
+    prediction_mse,
     sample_coalition,
     shapley_loss_cosine,
     shapley_to_probabilities,
@@ -348,10 +348,12 @@ def test_targets_and_mse():
     present = jnp.asarray([True, False, True, False])
     assert float(loss_target(losses, present)) == -2.5
     assert float(metric_target(jnp.asarray(0.123))) == pytest.approx(12.3)
-    grad_target = jax.grad(lambda t: mse_loss(jnp.asarray(1.0), t))(jnp.asarray(3.0))
+    grad_target = jax.grad(lambda t: prediction_mse(jnp.asarray(1.0), t))(
+        jnp.asarray(3.0)
+    )
     assert float(grad_target) == 0.0
     assert (
-        float(jax.grad(lambda y: mse_loss(y, jnp.asarray(3.0)))(jnp.asarray(1.0)))
+        float(jax.grad(lambda y: prediction_mse(y, jnp.asarray(3.0)))(jnp.asarray(1.0)))
         == -4.0
     )
     with pytest.raises(ValueError):
