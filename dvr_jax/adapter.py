@@ -44,13 +44,16 @@ def init_adapter() -> AdapterState:
     return AdapterState(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
 
 
-def select(key: PRNGKey, probs: Array, *, max_redraws: int = 8) -> Array:
+def select(key: PRNGKey, probs: Array, *, max_redraws: int = 100) -> Array:
     """Draws s ~ Bernoulli(probs), redrawing (rejection) while no sample is selected.
+
+    Past `max_redraws` empty draws (never seen for B in the thousands) one sample drawn
+    proportionally to `probs` is selected, so the mask is never empty.
 
     Args:
       key: PRNG key.
       probs: f32[B] selection probabilities in (0, 1).
-      max_redraws: bound on redraws (all-zero draws are ~impossible for B in the thousands).
+      max_redraws: bound on redraws.
 
     Returns:
       f32[B] mask of 0/1.
@@ -65,6 +68,8 @@ def select(key: PRNGKey, probs: Array, *, max_redraws: int = 8) -> Array:
         return (attempt < max_redraws) & ~jnp.any(mask)
 
     _, mask = jax.lax.while_loop(empty, draw, draw((jnp.int32(0), jnp.zeros(probs.shape, bool))))
+    fallback = jax.random.categorical(jax.random.fold_in(key, max_redraws + 1), jnp.log(probs + LOG_EPSILON))
+    mask = jnp.where(jnp.any(mask), mask, jnp.arange(probs.shape[0]) == fallback)
     return mask.astype(jnp.float32)
 
 
