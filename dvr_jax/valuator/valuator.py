@@ -230,8 +230,7 @@ def make_valuator(
         )
 
     def output(params: Params, feats: Array, present: Array) -> Array:
-        """y_G f[] of the batch with absent slots (present = 0) zeroed after the
-        encoder."""
+        """y_G f[] with absent slots (present = 0) zeroed after the encoder."""
         return trace(params, feats, present).output
 
     def shapley(params: Params, feats: Array) -> Array:
@@ -239,8 +238,7 @@ def make_valuator(
         return forward(params, feats).shapley
 
     def probabilities(params: Params, values: Array) -> Array:
-        """Selection probabilities f[B] from Shapley values f[B] (uses
-        params["offset"])."""
+        """Selection probabilities f[B] from Shapley values f[B] and the offset."""
         return shapley_to_probabilities(
             values,
             params["offset"],
