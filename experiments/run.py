@@ -1,4 +1,4 @@
-"""Command-line entry point: `python experiments/run.py --dataset lastfm --method bpr`.
+"""Command-line entry point: `python experiments/run.py --dataset lastfm --reward recall`.
 
 Flags map one-to-one onto `dvr_jax.config.RunConfig`; `--config PRESET` loads a preset
 from `experiments/configs/presets.py` and explicit flags override it. Unknown flags are
@@ -59,6 +59,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    dvr = p.add_argument_group("DVR (valuator and metric adapter)")
+    dvr.add_argument("--warm-start", help="auto (train/reuse BPR under runs/pretrained), none, or a run dir")
+    dvr.add_argument("--pretrain-epochs", type=int, help="epochs of the BPR warm-start run")
+    dvr.add_argument("--reward-fraction", type=float, help="share of validation users in the reward")
+    dvr.add_argument("--reward-k", type=int, help="cut-off K of ranking rewards")
+    dvr.add_argument("--reward-interval", type=int, help="valuator update every N steps")
+    dvr.add_argument("--weight-mode", choices=("sample", "dot"))
+    dvr.add_argument("--pg-mode", choices=("reinforce", "code"))
+    dvr.add_argument("--h-dim", type=int, help="encoder output width (default 10; 50 for cc/ild)")
+    dvr.add_argument("--harsanyi-width", type=int)
+    dvr.add_argument("--harsanyi-layers", type=int)
+    dvr.add_argument("--children-init", choices=("random", "cover"))
+    dvr.add_argument("--value-map", choices=("sigmoid", "code"))
+    dvr.add_argument("--valuator-learning-rate", type=float)
+    dvr.add_argument("--alpha-mse", type=float)
+    dvr.add_argument("--alpha-pg", type=float)
+    dvr.add_argument("--lambda-explore", type=float)
     return p
 
 

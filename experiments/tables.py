@@ -3,7 +3,8 @@
     python experiments/tables.py --datasets lastfm ml-100k --backbones mf lightgcn \\
         --methods pop bpr --seeds 0 1 2 --out runs/tables/table2
 
-Each cell is one `experiments/run.py` run (validation-selected checkpoint, test scored once)
+`bpr-continued` is BPR warm-started from the same BPR checkpoint DVR starts from and trained
+for the same budget (the control of ALGORITHMS.md §6.2). Each cell is one `experiments/run.py` run (validation-selected checkpoint, test scored once)
 written to `<out>/<dataset>-<backbone>-<method>-<reward>-s<seed>/`; finished runs are
 reused, so an interrupted table resumes. The table reports test metrics as mean ± std over
 seeds (population std, ddof = 0) and is also written to `<out>/table.md`.
@@ -48,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                     for seed in args.seeds:
                         workdir = out / f"{dataset}-{backbone}-{method}-{reward}-s{seed}"
                         if not (workdir / "results.json").exists():
+                            cli_method = ["bpr", "--warm-start", "auto"] if method == "bpr-continued" else [method]
                             code = run.main([
-                                "--dataset", dataset, "--backbone", backbone, "--method", method,
+                                "--dataset", dataset, "--backbone", backbone, "--method", *cli_method,
                                 "--reward", reward, "--seed", str(seed), "--out", str(workdir),
                                 "--overwrite", "--no-progress", *passthrough,
                             ])  # fmt: skip
