@@ -70,7 +70,7 @@ def children_logits_init(
             # Cover entries outrank every random entry (scores in [0, 1) vs [2, 3)).
             score = score + 2.0 * cover.astype(score.dtype)
             count = jnp.maximum(count, jnp.sum(cover, axis=1, dtype=jnp.int32))
-        rank = jnp.argsort(jnp.argsort(-score, axis=1), axis=1)
+        rank = jnp.argsort(jnp.argsort(-score, axis=1), axis=1).astype(jnp.int32)
         chosen = rank < count[:, None]
         return jnp.where(chosen, v0, -v0).astype(dtype)
 
