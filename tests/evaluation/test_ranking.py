@@ -101,7 +101,8 @@ def test_on_device_jit_equals_no_jit_and_host_driver(rng):
     ds = oracles.synthetic_dataset(rng)
     backbone = make_mf(ds.n_users, ds.n_items, dim=8)
     params = backbone.init(jax.random.key(0))
-    ea = make_eval_arrays(ds, "valid", chunk_size=5)
+    ea = make_eval_arrays(ds, "valid", chunk_size=12)  # two chunks: eager mode is slow
+    assert ea.n_chunks == 2
     cats = jnp.asarray(ds.item_categories)
 
     def reward_fn(params, eval_arrays, item_categories):
@@ -173,3 +174,23 @@ def test_short_candidate_list_is_completed_with_excluded_items():
     got = evaluate(backbone, params, None, make_eval_arrays(ds, "valid"), ks=(4,))
     np.testing.assert_allclose(got["recall@4"], 1.0)  # user 0 finds 2, user 1 finds 3
     np.testing.assert_allclose(got["precision@4"], 0.25)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the XLA:CPU lowering")
+def test_top_k_stays_a_top_k_kernel(setup):
+    """Slicing the top-K (metrics at several K) must not turn top_k into a full [C, I] sort."""
+    ds, backbone, params, _ = setup
+    ea = make_eval_arrays(ds, "valid", chunk_size=7)
+    cats = jnp.asarray(ds.item_categories)
+    totals = ranking._init_totals(KS, ds.n_items, True)
+    step = ranking._accumulate_step.lower(
+        totals, params, ea, cats, np.int32(0), score_all=backbone.score_all, ks=KS
+    )
+    on_device = jax.jit(
+        lambda p, e, c: evaluate_on_device(backbone, p, e, ks=KS, item_categories=c)
+    ).lower(params, ea, cats)
+    for lowered in (step, on_device):
+        hlo = lowered.compile().as_text()
+        assert 'custom_call_target="TopK"' in hlo
+        full = f"f32[{ea.chunk_size},{ds.n_items}]"
+        assert not [line for line in hlo.splitlines() if " sort(" in line and full in line]
