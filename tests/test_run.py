@@ -95,3 +95,30 @@ def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path):
     got, expected = _results(killed), _results(reference)
     assert got["valid"] == expected["valid"] and got["test"] == expected["test"]
     assert got["best_epoch"] == expected["best_epoch"]
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(real_data_dir, tmp_path, monkeypatch):
+    from dvr_jax import loop
+    from dvr_jax.config import RunConfig
+
+    real_build = loop.build
+
+    def build_with_nan_after_step_30(cfg, dataset=None):
+        components = real_build(cfg, dataset)
+        step = components.method.step
+
+        def poisoned(state, key, pair_index, data):
+            new_state, metrics = step(state, key, pair_index, data)
+            return new_state, {**metrics, "finite": metrics["finite"] & (state.step < 30)}
+
+        method = components.method._replace(step=poisoned)
+        return loop.Components(components.dataset, components.backbone, method, components.data, components.valid)
+
+    monkeypatch.setattr(loop, "build", build_with_nan_after_step_30)
+    out = tmp_path / "run"
+    cfg = RunConfig(dataset="lastfm", data_dir=str(real_data_dir), method="bpr", epochs=4, batch_size=2048,
+                    checkpoint_every=1, valid_interval=1, out=str(out), progress=False)  # fmt: skip
+    with pytest.raises(loop.TrainingDiverged, match=r"step 30 \(epoch 2\).*epoch 1\)"):
+        loop.train_and_evaluate(cfg)
+    assert [p.name for p in (out / "checkpoints" / "latest").iterdir()] == ["1"]
+    assert not (out / "results.json").exists()
