@@ -14,7 +14,7 @@ class ConfigError(ValueError):
     """An invalid configuration value or an unknown option."""
 
 
-METHODS = ("dvr", "bpr", "pop")
+METHODS = ("dvr", "bpr", "pop", "aobpr", "wbpr", "pris", "tce", "rce", "til-ui", "til-mi")
 REWARDS = ("loss", "recall", "ndcg", "cc", "ild", "gini")
 
 
@@ -70,6 +70,29 @@ class RunConfig:
     alpha_pg: float = 1.0
     lambda_explore: float = 1000.0
     baseline_window: float = 20.0
+    # Baselines (ALGORITHMS.md §5 defaults; checked in `_check_baselines`).
+    aobpr_lambda: float = 0.05  # λ_rel: rank scale λ = λ_rel · I
+    aobpr_refresh: int | None = None  # steps between ranking refreshes; None: ceil(I ln I / B)
+    aobpr_pool: int = 100  # candidate pool of the NeuMF (non-dot-product) variant
+    wbpr_exponent: float = 1.0  # P(j) ∝ pop(j) ** exponent
+    wbpr_item_bias: bool = True
+    wbpr_user_uniform: bool = False  # LibRec order: user uniform, then a positive
+    pris_negatives: int = 5  # L
+    pris_temperature: float = 1.0  # τ_w
+    pris_proposal: str = "uniform"  # or "pop"
+    tce_drop_rate: float = 0.2  # ε_max
+    tce_num_gradual: int = 30000  # N_r steps
+    tce_exponent: float = 1.0
+    rce_beta: float = 0.2
+    til_hidden: int | None = None  # generator width; None: embedding_dim
+    til_output: str = "softplus"  # or "sigmoid"
+    til_outer: str = "valid"  # or "train" (TIL's released code)
+    til_mi_state: str = "centroid"  # or "user"
+    til_clusters: int = 20
+    til_cluster_every: int = 10  # epochs between k-means refreshes
+    til_valid_batch: int | None = None  # validation pairs per outer loss; None: batch_size
+    til_meta_learning_rate: float = 1e-3
+    til_meta_weight_decay: float = 0.0
 
     def __post_init__(self):
         defaults = {
@@ -98,6 +121,29 @@ class RunConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be >= 1 or None, got {self.patience}")
+        self._check_baselines()
+
+    def _check_baselines(self) -> None:
+        """Validates the baseline hyper-parameters (ALGORITHMS.md §5)."""
+        choices = {"pris_proposal": ("uniform", "pop"), "til_output": ("softplus", "sigmoid"),
+                   "til_outer": ("valid", "train"), "til_mi_state": ("centroid", "user")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("aobpr_refresh", "til_hidden", "til_valid_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        for name in ("aobpr_pool", "pris_negatives", "tce_num_gradual", "til_clusters", "til_cluster_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("aobpr_lambda", "pris_temperature", "tce_exponent", "til_meta_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("wbpr_exponent", "rce_beta", "til_meta_weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.tce_drop_rate < 1.0:
+            raise ConfigError(f"tce_drop_rate must be in [0, 1), got {self.tce_drop_rate}")
 
     @property
     def run_name(self) -> str:

@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dvr_jax import checkpoint, export, rewards, sampler
-from dvr_jax.backbones import Backbone, make_backbone
+from dvr_jax import baselines, checkpoint, export, rewards, sampler
+from dvr_jax.backbones import Backbone, make_backbone, propagation
 from dvr_jax.baselines import make_popularity
 from dvr_jax.config import ConfigError, RunConfig
 from dvr_jax.data import load_dataset
@@ -71,11 +71,61 @@ def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
             method = make_bpr_method(backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction,
                                      init_params=init_params)  # fmt: skip
             data = StepData(train_arrays, graph)
+        elif cfg.method != "dvr":
+            method, backbone, data = _baseline_method(cfg, dataset, backbone, train_arrays, graph, init_params)
         else:
             method, reward_data = _dvr_method(cfg, dataset, backbone, train_arrays, init_params)
             data = DVRData(train_arrays, graph, reward_data)
     valid = make_eval_arrays(dataset, "valid", chunk_size=cfg.eval_chunk)
     return Components(dataset, backbone, method, data, valid)
+
+
+def _baseline_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, graph, init_params):
+    """A §5 baseline, the backbone it evaluates with (WBPR adds an item bias) and its step data."""
+    common = dict(learning_rate=cfg.learning_rate, reduction=cfg.reduction, init_params=init_params)
+    n_items, aux = dataset.n_items, {}
+    if cfg.method == "tce":
+        method = baselines.make_tce_method(backbone, drop_rate=cfg.tce_drop_rate, num_gradual=cfg.tce_num_gradual,
+                                           exponent=cfg.tce_exponent, **common)  # fmt: skip
+    elif cfg.method == "rce":
+        method = baselines.make_rce_method(backbone, beta=cfg.rce_beta, **common)
+    elif cfg.method in ("wbpr", "pris"):
+        aux["popularity"] = baselines.item_popularity(dataset.train, n_items)
+        if cfg.method == "pris":
+            method = baselines.make_pris_method(backbone, num_negatives=cfg.pris_negatives, proposal=cfg.pris_proposal,
+                                                temperature=cfg.pris_temperature, **common)  # fmt: skip
+        else:
+            if cfg.wbpr_item_bias:
+                backbone = baselines.with_item_bias(backbone, n_items)
+                if init_params is not None:
+                    common["init_params"] = {"backbone": init_params, "item_bias": jnp.zeros((n_items,), jnp.float32)}
+            method = baselines.make_wbpr_method(backbone, exponent=cfg.wbpr_exponent,
+                                                user_uniform=cfg.wbpr_user_uniform, **common)  # fmt: skip
+    elif cfg.method == "aobpr":
+        factor_dim = None
+        if backbone.name in baselines.DOT_PRODUCT_BACKBONES:
+            reps = jax.eval_shape(lambda key: backbone.encode(backbone.init(key), graph), jax.random.key(0))
+            factor_dim = reps["item"].shape[1]
+        method = baselines.make_aobpr_method(
+            backbone, n_items=n_items, factor_dim=factor_dim, batch_size=cfg.batch_size, lambda_rel=cfg.aobpr_lambda,
+            refresh_every=cfg.aobpr_refresh, pool_size=cfg.aobpr_pool, **common)  # fmt: skip
+    else:
+        if len(dataset.valid) == 0 and cfg.til_outer == "valid":
+            raise ConfigError("TIL's outer loss needs validation pairs; the dataset has none")
+        ids = jnp.zeros((1,), jnp.int32)
+        feats = jax.eval_shape(lambda key: backbone.pair_features(backbone.init(key), ids, ids, ids), jax.random.key(0))
+        users, items = dataset.train[:, 0], dataset.train[:, 1]
+        aux["mean_op"] = propagation.row_normalized(users, items, (dataset.n_users, n_items))
+        aux["valid_users"] = jnp.asarray(dataset.valid[:, 0], jnp.int32)
+        aux["valid_items"] = jnp.asarray(dataset.valid[:, 1], jnp.int32)
+        method = baselines.make_til_method(
+            backbone, n_items=n_items, state_dim=2 * (feats.shape[-1] // 3), variant=cfg.method.removeprefix("til-"),
+            hidden=cfg.til_hidden or cfg.embedding_dim, output=cfg.til_output, outer=cfg.til_outer,
+            mi_state=cfg.til_mi_state, n_clusters=cfg.til_clusters,
+            cluster_every=cfg.til_cluster_every * (train_arrays.n_pairs // cfg.batch_size),
+            valid_batch=cfg.til_valid_batch or cfg.batch_size, meta_learning_rate=cfg.til_meta_learning_rate,
+            meta_weight_decay=cfg.til_meta_weight_decay, **common)  # fmt: skip
+    return method, backbone, baselines.BaselineData(train_arrays, graph, aux)
 
 
 def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, init_params):
