@@ -44,8 +44,8 @@ class AOBPRState(struct.PyTreeNode):
 
     Attributes:
       backbone: the backbone learner.
-      ranking: int32[F, I] item ids of each factor sorted by q_·f descending (F = 0 for the
-        candidate-pool variant).
+      ranking: int32[F, I] item ids of each factor sorted by q_·f descending (an unused
+        int32[1, 1] for the candidate-pool variant).
       sigma: f32[F] standard deviation of each factor over items.
     """
 
@@ -166,12 +166,13 @@ def make_aobpr_method(
       The method (state `AOBPRState`).
     """
     interval = refresh_interval(n_items, batch_size) if refresh_every is None else refresh_every
-    width = 0 if factor_dim is None else factor_dim
+    # The pool variant keeps a 1x1 placeholder: orbax cannot checkpoint zero-size arrays.
+    shape = (1, 1) if factor_dim is None else (factor_dim, n_items)
     backbone_init = make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
 
     def init(key: PRNGKey) -> AOBPRState:
-        ranking = jnp.zeros((width, n_items), jnp.int32)
-        return AOBPRState(backbone_init(key), ranking, jnp.zeros((width,), jnp.float32))
+        ranking = jnp.zeros(shape, jnp.int32)
+        return AOBPRState(backbone_init(key), ranking, jnp.zeros(shape[:1], jnp.float32))
 
     def step(state: AOBPRState, key: PRNGKey, pair_index: Array, data: BaselineData):
         count = state.backbone.step

@@ -61,7 +61,7 @@ OUTER = ("valid", "train")
 
 
 class TILState(struct.PyTreeNode):
-    """Backbone and generator learners, plus the item communities (int32[I]; [0] for UI)."""
+    """Backbone and generator learners, plus the item communities (int32[I]; unused [1] for UI)."""
 
     backbone: LearnerState
     generator: LearnerState
@@ -143,7 +143,7 @@ def make_til_method(
         k_backbone, k_generator = jax.random.split(key)
         tx = make_adam(meta_learning_rate, meta_weight_decay)
         generator = LearnerState.create(til_parts.init_generator(k_generator, state_dim, hidden), tx)
-        clusters = jnp.zeros((n_items if variant == "mi" else 0,), jnp.int32)
+        clusters = jnp.zeros((n_items if variant == "mi" else 1,), jnp.int32)  # orbax: no zero-size arrays
         return TILState(backbone_init(k_backbone), generator, clusters)
 
     def triplet_states(params, clusters, key, count, users, pos_items, neg_items, data):

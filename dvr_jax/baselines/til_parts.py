@@ -45,9 +45,9 @@ def generator_weights(params: Params, states: Array, output: str = "softplus") -
     """
     mean = jnp.mean(states, axis=-1, keepdims=True)
     var = jnp.var(states, axis=-1, keepdims=True)
-    normed = (states - mean) * jax.lax.rsqrt(var + _LN_EPS) * params["ln_scale"] + params["ln_bias"]
-    hidden = jax.nn.relu(normed @ params["w1"] + params["b1"])
-    logits = (hidden @ params["w2"] + params["b2"])[:, 0]
+    normed = (states - mean) * jax.lax.rsqrt(var + _LN_EPS) * params["ln_scale"][None, :] + params["ln_bias"][None, :]
+    hidden = jax.nn.relu(normed @ params["w1"] + params["b1"][None, :])
+    logits = (hidden @ params["w2"])[:, 0] + params["b2"][0]
     return jax.nn.softplus(logits) if output == "softplus" else jax.nn.sigmoid(logits)
 
 
@@ -113,8 +113,27 @@ def user_community_interest(
     return jnp.where(counts[cell][:, None] > 0, sums[cell] / jnp.maximum(counts[cell], 1.0)[:, None], fallback)
 
 
+def kmeans_plus_plus(key: PRNGKey, points: Array, n_clusters: int) -> Array:
+    """k-means++ seeding: each next centre drawn with probability ∝ squared distance, f32[n_c, E]."""
+    keys = jax.random.split(key, n_clusters)
+    first = points[jax.random.randint(keys[0], (), 0, points.shape[0])]
+    centers = jnp.zeros((n_clusters, points.shape[1]), points.dtype).at[0].set(first)
+    nearest = jnp.sum((points - first[None, :]) ** 2, axis=-1)
+
+    def add(index, carry):
+        centers, nearest = carry
+        logits = jnp.where(nearest > 0, jnp.log(jnp.maximum(nearest, 1e-30)), -jnp.inf)
+        logits = jnp.where(jnp.any(nearest > 0), logits, 0.0)  # all points coincide: uniform
+        chosen = points[jax.random.categorical(keys[index], logits)]
+        distance = jnp.sum((points - chosen[None, :]) ** 2, axis=-1)
+        return centers.at[index].set(chosen), jnp.minimum(nearest, distance)
+
+    centers, _ = jax.lax.fori_loop(1, n_clusters, add, (centers, nearest))
+    return centers
+
+
 def kmeans(key: PRNGKey, points: Array, n_clusters: int, iterations: int = 10) -> Array:
-    """Lloyd's k-means on device (Euclidean), seeded by distinct random points.
+    """k-means on device (Euclidean): k-means++ seeding, then Lloyd iterations.
 
     Args:
       key: PRNG key.
@@ -125,7 +144,6 @@ def kmeans(key: PRNGKey, points: Array, n_clusters: int, iterations: int = 10) -
     Returns:
       int32[I] cluster of each point; an emptied cluster keeps its previous centre.
     """
-    start = jax.random.choice(key, points.shape[0], (n_clusters,), replace=False)
     squared = jnp.sum(points**2, axis=-1, keepdims=True)
 
     def assign(centers: Array) -> Array:
@@ -138,4 +156,4 @@ def kmeans(key: PRNGKey, points: Array, n_clusters: int, iterations: int = 10) -
         counts = jax.ops.segment_sum(jnp.ones_like(labels, jnp.float32), labels, num_segments=n_clusters)
         return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centers)
 
-    return assign(jax.lax.fori_loop(0, iterations, lloyd, points[start]))
+    return assign(jax.lax.fori_loop(0, iterations, lloyd, kmeans_plus_plus(key, points, n_clusters)))
