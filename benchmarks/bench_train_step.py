@@ -1,10 +1,14 @@
 """Training throughput of one jitted train step, end to end (sampling included).
 
     python benchmarks/bench_train_step.py --dataset gowalla --backbone mf --method bpr --batch-size 5000
+    python benchmarks/bench_train_step.py --dataset lastfm --method til-mi --option til_outer='"train"'
 
-Runs whole epochs the way the training loop does (epoch permutation on device, one jitted,
-donated step per batch), reports compile seconds separately, and the median samples/s over
-timed windows after warm-up. The last line is one JSON object.
+The method, its backbone and its step data are built by `dvr_jax.loop.build` from a
+`RunConfig`, exactly as the CLI builds them (`--option NAME=VALUE` sets any other RunConfig
+field, VALUE a Python literal; DVR gets `warm_start="none"`). Runs whole epochs the way the
+training loop does (epoch permutation on device, one jitted, donated step per batch), reports
+compile seconds separately, and the median samples/s over timed windows after warm-up. The
+last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -16,15 +20,14 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+import ast  # noqa: E402
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import emit, peak_rss_mb  # noqa: E402
-from dvr_jax import sampler  # noqa: E402
-from dvr_jax.backbones import make_backbone  # noqa: E402
-from dvr_jax.data import load_dataset  # noqa: E402
-from dvr_jax.methods import make_method  # noqa: E402
-from dvr_jax.train import StepData  # noqa: E402
+from dvr_jax import loop, sampler  # noqa: E402
+from dvr_jax.config import RunConfig  # noqa: E402
 
 
 def main() -> None:
@@ -37,13 +40,15 @@ def main() -> None:
     p.add_argument("--window", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=10)
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--option", action="append", default=[], help="NAME=VALUE: another RunConfig field")
     args = p.parse_args()
 
-    dataset = load_dataset(args.dataset, args.data_dir)
-    backbone = make_backbone(args.backbone, dataset.n_users, dataset.n_items)
-    method = make_method(args.method, backbone)
-    train = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
-    data = StepData(train, backbone.build_graph(dataset.train))
+    options = {name: ast.literal_eval(value) for name, value in (o.split("=", 1) for o in args.option)}
+    cfg = RunConfig(dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, method=args.method,
+                    batch_size=args.batch_size, warm_start="none", progress=False, **options)  # fmt: skip
+    components = loop.build(cfg)
+    method, data = components.method, components.data
+    train = data.train
     run_key = jax.random.key(0)
     state = method.init(run_key)
     step = jax.jit(method.step, donate_argnums=(0,))
@@ -79,7 +84,7 @@ def main() -> None:
           f"loss {float(out['loss']):.4f}, peak RSS {peak_rss_mb():.0f} MiB")  # fmt: skip
     emit({
         "bench": "train_step", "dataset": args.dataset, "backbone": args.backbone, "method": args.method,
-        "batch_size": args.batch_size, "samples_per_s": median, "step_ms": 1e3 * args.batch_size / median,
+        "options": options, "batch_size": args.batch_size, "samples_per_s": median, "step_ms": 1e3 * args.batch_size / median,
         "compile_s": compile_seconds, "peak_rss_mb": peak_rss_mb(), "train_pairs": train.n_pairs,
     })  # fmt: skip
 
