@@ -84,7 +84,8 @@ def main() -> None:
           f"loss {float(out['loss']):.4f}, peak RSS {peak_rss_mb():.0f} MiB")  # fmt: skip
     emit({
         "bench": "train_step", "dataset": args.dataset, "backbone": args.backbone, "method": args.method,
-        "options": options, "batch_size": args.batch_size, "samples_per_s": median, "step_ms": 1e3 * args.batch_size / median,
+        "options": options, "batch_size": args.batch_size, "samples_per_s": median,
+        "step_ms": 1e3 * args.batch_size / median,
         "compile_s": compile_seconds, "peak_rss_mb": peak_rss_mb(), "train_pairs": train.n_pairs,
     })  # fmt: skip
 

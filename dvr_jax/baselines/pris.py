@@ -80,7 +80,8 @@ def make_pris_method(
         else:
             popularity = data.aux["popularity"]
             cdf = popularity_cdf(popularity)
-            neg_items, _ = rejection_negatives(k_negative, data.train, slots, lambda k: sample_from_cdf(k, cdf, slots.shape))
+            propose = lambda k: sample_from_cdf(k, cdf, slots.shape)  # noqa: E731
+            neg_items, _ = rejection_negatives(k_negative, data.train, slots, propose)
             log_q = jnp.log(popularity[neg_items])
 
         def weights_fn(per_sample, pos, neg):

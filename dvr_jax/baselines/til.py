@@ -158,7 +158,8 @@ def make_til_method(
             return til_parts.ui_state(user, pos, neg, interest), clusters
         if mi_state == "centroid":
             centroids = til_parts.community_centroids(table, clusters, n_clusters)
-            return til_parts.centroid_state(user, pos, neg, centroids[clusters[pos_items]], centroids[clusters[neg_items]]), clusters
+            pos_center, neg_center = centroids[clusters[pos_items]], centroids[clusters[neg_items]]
+            return til_parts.centroid_state(user, pos, neg, pos_center, neg_center), clusters
         community = lambda items: til_parts.user_community_interest(  # noqa: E731
             data.train, table, clusters, n_clusters, users, items, interest)
         states = jnp.concatenate([pos * user + pos * community(pos_items), neg * user + neg * community(neg_items)], -1)
@@ -192,14 +193,15 @@ def make_til_method(
         (per_sample, _), vjp_fn = jax.vjp(per_sample_losses, params)
         scale = 1.0 if reduction == "sum" else 1.0 / users.shape[0]
         one = jnp.ones((), per_sample.dtype)
-        weights, generator_vjp = jax.vjp(lambda g: til_parts.generator_weights(g, states, output), state.generator.params)
+        generate = lambda g: til_parts.generator_weights(g, states, output)  # noqa: E731
+        weights, generator_vjp = jax.vjp(generate, state.generator.params)
         (inner_grads,) = vjp_fn((weights * scale, one))
         lookahead = jax.tree.map(lambda t, g: t - learning_rate * g, params, inner_grads)
         out_loss, outer_grads = jax.value_and_grad(outer_loss)(lookahead, k_outer, data, (users, pos_items, neg_items))
         weight_grads = meta_weight_gradient(vjp_fn, weights, outer_grads, learning_rate, scale)
         (generator_grads,) = generator_vjp(weight_grads)
         generator = state.generator.apply_gradients(generator_grads)
-        new_weights = jax.lax.stop_gradient(til_parts.generator_weights(generator.params, states, output))
+        new_weights = jax.lax.stop_gradient(generate(generator.params))
         (grads,) = vjp_fn((new_weights * scale, one))
         finite = jnp.all(jnp.isfinite(per_sample)) & jnp.isfinite(out_loss) & jnp.all(jnp.isfinite(new_weights))
         metrics = {

@@ -44,7 +44,10 @@ def _build(rng, method, backbone_name, **options):
     return (*built, sampler.epoch_batches(jax.random.key(1), arrays.n_pairs, BATCH))
 
 
-@pytest.mark.parametrize("method, backbone_name, options", CASES, ids=[f"{m}-{b}-{i}" for i, (m, b, _) in enumerate(CASES)])
+IDS = [f"{method}-{backbone}-{index}" for index, (method, backbone, _) in enumerate(CASES)]
+
+
+@pytest.mark.parametrize("method, backbone_name, options", CASES, ids=IDS)
 def test_one_step_is_finite_and_the_step_compiles_once(rng, key, method, backbone_name, options):
     built, backbone, data, batches = _build(rng, method, backbone_name, **options)
     state = built.init(key)
@@ -80,3 +83,22 @@ def test_wbpr_evaluates_with_the_item_bias(rng):
 def test_bad_baseline_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig(**{"method": "pris", **changes})
+
+
+def test_cli_flags_reach_the_config():
+    from experiments import run
+
+    cfg = run.config_from_args([
+        "--method", "til-mi", "--aobpr-lambda", "0.1", "--aobpr-refresh", "7", "--wbpr-exponent", "0.5",
+        "--no-wbpr-item-bias", "--wbpr-user-uniform", "--pris-negatives", "3", "--pris-temperature", "0.5",
+        "--pris-proposal", "pop", "--tce-drop-rate", "0.1", "--tce-num-gradual", "1000", "--rce-beta", "0.25",
+        "--til-meta-learning-rate", "0.01", "--til-outer", "train", "--til-output", "sigmoid",
+        "--til-mi-state", "user", "--til-clusters", "8", "--til-cluster-every", "2",
+    ])  # fmt: skip
+    assert (cfg.method, cfg.aobpr_lambda, cfg.aobpr_refresh, cfg.wbpr_exponent) == ("til-mi", 0.1, 7, 0.5)
+    assert (cfg.wbpr_item_bias, cfg.wbpr_user_uniform, cfg.pris_negatives, cfg.pris_temperature) == (False, True, 3, 0.5)
+    assert (cfg.pris_proposal, cfg.tce_drop_rate, cfg.tce_num_gradual, cfg.rce_beta) == ("pop", 0.1, 1000, 0.25)
+    assert (cfg.til_meta_learning_rate, cfg.til_outer, cfg.til_output) == (0.01, "train", "sigmoid")
+    assert (cfg.til_mi_state, cfg.til_clusters, cfg.til_cluster_every) == ("user", 8, 2)
+    defaults = run.config_from_args(["--method", "wbpr"])
+    assert defaults.wbpr_item_bias and not defaults.wbpr_user_uniform and defaults.tce_drop_rate == 0.2

@@ -22,9 +22,8 @@ def test_item_bias_wrapper_adds_the_bias_everywhere(rng, key):
     reps = biased.encode(params, graph)
     users, items = jnp.asarray([0, 3, 4], jnp.int32), jnp.asarray([6, 0, 2], jnp.int32)
     inner_reps = inner.encode(params["backbone"], graph)
-    np.testing.assert_allclose(
-        biased.score_pairs(reps, users, items), inner.score_pairs(inner_reps, users, items) + params["item_bias"][items],
-        rtol=1e-6)  # fmt: skip
+    expected = inner.score_pairs(inner_reps, users, items) + params["item_bias"][items]
+    np.testing.assert_allclose(biased.score_pairs(reps, users, items), expected, rtol=1e-6)
     full = biased.score_all(reps, users)
     np.testing.assert_allclose(full[jnp.arange(3), items], biased.score_pairs(reps, users, items), rtol=1e-5)
     np.testing.assert_allclose(biased.regularizer(params, reps, users, items, items),
