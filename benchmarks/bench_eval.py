@@ -1,6 +1,6 @@
 """Full-ranking evaluation throughput: all test users of a dataset, MF with random params.
 
-    python benchmarks/bench_eval.py --dataset gowalla [--data-dir DIR] [--chunk-size 1000]
+    python benchmarks/bench_eval.py --dataset gowalla [--data-dir DIR] [--chunk-size C]
     python benchmarks/bench_eval.py --synthetic          # Gowalla-shaped random data
 
 Times `dvr_jax.evaluation.evaluate` (host driver: one jitted chunk step per chunk, mask +
@@ -96,7 +96,7 @@ def main() -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--synthetic", action="store_true", help="Gowalla-shaped random data")
     p.add_argument("--split", default="test", choices=["valid", "test"])
-    p.add_argument("--chunk-size", type=int, default=1000)
+    p.add_argument("--chunk-size", type=int, default=None, help="default: default_chunk_size(I)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--ks", default="10,20")
     p.add_argument("--mode", default="host", choices=["host", "device", "both"])

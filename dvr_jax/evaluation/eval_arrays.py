@@ -8,6 +8,12 @@ row `C`, which every scatter drops (`mode="drop"`).
 
 Users are assigned to chunks by descending exclusion count in snake order, which balances
 the per-chunk list lengths (and so the padding) whatever the id order of the dataset.
+
+The default chunk size keeps a chunk's float32[C, I] score block in the last-level cache on
+CPU: on the 2-core benchmark machine (32 MiB L3), XLA's score matmul costs 60 ms per 1000
+Gowalla users while the block stays under ~31 MiB and 130 ms above (C = 200 vs 224 at
+I = 40,981; the same threshold at I = 20,000), which halves the whole evaluation time.
+Accelerators get large chunks.
 """
 
 from __future__ import annotations
@@ -15,11 +21,31 @@ from __future__ import annotations
 from typing import Literal
 
 import flax.struct
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.typing import Array
+
+
+CPU_SCORE_BLOCK = 6 * 2**20  # float32 scores per chunk on CPU: 24 MiB, under a 32 MiB L3
+ACCELERATOR_SCORE_BLOCK = 2**27  # 512 MiB of float32 scores per chunk on GPU / TPU
+
+
+def default_chunk_size(n_items: int, backend: str | None = None) -> int:
+    """Users per chunk such that the float32[C, I] score block fits the budget of `backend`.
+
+    Args:
+      n_items: I.
+      backend: "cpu", "gpu", "tpu"...; default `jax.default_backend()`.
+
+    Returns:
+      C >= 16 (CPU: about 6 Mi scores, e.g. 153 for Gowalla's 40,981 items).
+    """
+    backend = jax.default_backend() if backend is None else backend
+    budget = CPU_SCORE_BLOCK if backend == "cpu" else ACCELERATOR_SCORE_BLOCK
+    return max(16, budget // max(n_items, 1))
 
 
 @flax.struct.dataclass
@@ -105,7 +131,7 @@ def make_eval_arrays(
     dataset: Dataset,
     split: Literal["valid", "test"],
     *,
-    chunk_size: int = 1000,
+    chunk_size: int | None = None,
     users: np.ndarray | None = None,
 ) -> EvalArrays:
     """Builds the chunked evaluation arrays of a split (host NumPy, then one device transfer).
@@ -116,8 +142,9 @@ def make_eval_arrays(
     Args:
       dataset: the processed dataset.
       split: "valid" or "test".
-      chunk_size: maximum users per chunk. The chunk size used is the smallest that keeps
-        the same number of chunks, ceil(n / ceil(n / chunk_size)), to minimise padding.
+      chunk_size: maximum users per chunk; None gives `default_chunk_size(I)`. The chunk
+        size used is the smallest that keeps the same number of chunks,
+        ceil(n / ceil(n / chunk_size)), to minimise padding.
       users: optional int[n] user ids restricting evaluation to this subset (e.g. DVR's
         fixed reward users); ids without held-out items are ignored.
 
@@ -128,6 +155,8 @@ def make_eval_arrays(
       ValueError: on an unknown split, a bad chunk size, out-of-range user ids, or when no
         user is left to evaluate.
     """
+    if chunk_size is None:
+        chunk_size = default_chunk_size(dataset.n_items)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     exclude, heldout = _split_pairs(dataset, split)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dvr_jax.evaluation import make_eval_arrays
+from dvr_jax.evaluation.eval_arrays import default_chunk_size
 from tests.evaluation import oracles
 
 
@@ -87,3 +88,12 @@ def test_errors(rng):
         make_eval_arrays(ds, "valid", users=np.array([3]))  # user 3 has no validation items
     with pytest.raises(ValueError, match="chunk_size"):
         make_eval_arrays(ds, "valid", chunk_size=0)
+
+
+def test_default_chunk_size(rng):
+    assert default_chunk_size(40_981, "cpu") == 6 * 2**20 // 40_981 == 153
+    assert default_chunk_size(40_981, "gpu") == 2**27 // 40_981
+    assert default_chunk_size(10**9, "cpu") == 16
+    ds = oracles.synthetic_dataset(rng)
+    ea = make_eval_arrays(ds, "valid")  # 60 items: everything in one chunk
+    assert ea.n_chunks == 1 and ea.chunk_size == ea.n_users
