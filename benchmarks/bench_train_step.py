@@ -37,6 +37,8 @@ def main() -> None:
     p.add_argument("--backbone", default="mf")
     p.add_argument("--method", default="bpr")
     p.add_argument("--batch-size", type=int, default=5000)
+    p.add_argument("--reward", default="recall", help="DVR reward")
+    p.add_argument("--reward-interval", type=int, default=1, help="DVR: reward + valuator update every N steps")
     p.add_argument("--window", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=10)
     p.add_argument("--warmup", type=int, default=10)
@@ -45,7 +47,8 @@ def main() -> None:
 
     options = {name: ast.literal_eval(value) for name, value in (o.split("=", 1) for o in args.option)}
     cfg = RunConfig(dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, method=args.method,
-                    batch_size=args.batch_size, warm_start="none", progress=False, **options)  # fmt: skip
+                    batch_size=args.batch_size, reward=args.reward, reward_interval=args.reward_interval,
+                    warm_start="none", progress=False, **options)  # fmt: skip
     components = loop.build(cfg)
     method, data = components.method, components.data
     train = data.train
