@@ -78,16 +78,20 @@ def compile_seconds(fn):
     return out, spent[0]
 
 
-def time_passes(fn, warmup: int, repeats: int) -> list[float]:
-    """Seconds of `repeats` synced calls after `warmup` calls."""
+def time_passes(fn, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+    """(wall seconds, process CPU seconds) of `repeats` synced calls after `warmup` calls.
+
+    CPU seconds (all threads) are a load-independent work measure on a shared machine.
+    """
     for _ in range(warmup):
         jax.block_until_ready(fn())
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - start)
-    return times
+        cpu_times.append(time.process_time() - cpu_start)
+    return times, cpu_times
 
 
 def main() -> None:
@@ -137,18 +141,20 @@ def main() -> None:
     }  # fmt: skip
     for mode, fn in runs.items():
         metrics, compile_s = compile_seconds(fn)
-        times = time_passes(fn, args.warmup, args.repeats)
-        median = statistics.median(times)
+        times, cpu_times = time_passes(fn, args.warmup, args.repeats)
+        median, cpu_median = statistics.median(times), statistics.median(cpu_times)
         rate = eval_arrays.n_users / median
         print(
             f"[{mode}] compile {compile_s:.2f} s; full pass median {median:.3f} s "
             f"(min {min(times):.3f}, max {max(times):.3f}) -> {rate:,.0f} users/s; "
+            f"CPU {cpu_median:.2f} s per pass; "
             f"recall@20 {float(metrics['recall@20']):.5f} gini@20 {float(metrics['gini@20']):.4f}"
         )
         suffix = "" if mode == "host" else "_device"
         result.update({
             f"users_per_s{suffix}": round(rate, 1), f"compile_s{suffix}": round(compile_s, 3),
             f"pass_s{suffix}": round(median, 4), f"pass_times{suffix}": [round(t, 4) for t in times],
+            f"pass_cpu_s{suffix}": round(cpu_median, 4),
         })  # fmt: skip
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     print(f"peak RSS {result['peak_rss_mb']:.0f} MiB")

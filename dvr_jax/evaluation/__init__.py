@@ -1,8 +1,12 @@
-"""Full-ranking evaluation: ranking metrics on hit matrices and chunked top-K on device."""
+"""Full-ranking evaluation: metrics on hit matrices and chunked top-K on device."""
 
 from __future__ import annotations
 
-from dvr_jax.evaluation.eval_arrays import EvalArrays, make_eval_arrays
+from dvr_jax.evaluation.eval_arrays import (
+    EvalArrays,
+    default_chunk_size,
+    make_eval_arrays,
+)
 from dvr_jax.evaluation.metrics import (
     category_coverage_at_k,
     category_coverage_global_at_k,
@@ -25,6 +29,7 @@ __all__ = [
     "EvalArrays",
     "category_coverage_at_k",
     "category_coverage_global_at_k",
+    "default_chunk_size",
     "evaluate",
     "evaluate_chunk",
     "evaluate_on_device",

@@ -1,19 +1,20 @@
-"""Host-side builder of the static-shape device arrays that full-ranking evaluation consumes.
+"""Host-side builder of the static-shape device arrays that full ranking consumes.
 
-The evaluated users are split into `n_chunks` chunks of `C` rows (the last rows padded with a
-masked pad user). Per chunk, the exclusion set (items ranked at -inf) and the held-out set
-G_u are stored as padded `(row, item)` lists, so that the device code builds what it needs
-with one scatter per chunk; a dense `[U, I]` matrix is never materialised. Pad entries use
-row `C`, which every scatter drops (`mode="drop"`).
+The evaluated users are split into `n_chunks` chunks of `C` rows (the last rows padded
+with a masked pad user). Per chunk, the exclusion set (items ranked at -inf) and the
+held-out set G_u are stored as padded `(row, item)` lists, so that the device code
+builds what it needs with one scatter per chunk; a dense `[U, I]` matrix is never
+materialised.
+Pad entries use row `C`, which every scatter drops (`mode="drop"`).
 
-Users are assigned to chunks by descending exclusion count in snake order, which balances
-the per-chunk list lengths (and so the padding) whatever the id order of the dataset.
+Users are assigned to chunks by descending exclusion count in snake order, which
+balances the per-chunk list lengths (and so the padding) whatever the id order.
 
-The default chunk size keeps a chunk's float32[C, I] score block in the last-level cache on
-CPU: on the 2-core benchmark machine (32 MiB L3), XLA's score matmul costs 60 ms per 1000
-Gowalla users while the block stays under ~31 MiB and 130 ms above (C = 200 vs 224 at
-I = 40,981; the same threshold at I = 20,000), which halves the whole evaluation time.
-Accelerators get large chunks.
+The default chunk size keeps a chunk's float32[C, I] score block in the last-level cache
+on CPU: on the 2-core benchmark machine (32 MiB L3), XLA's score matmul costs 60 ms per
+1000 Gowalla users while the block stays under ~31 MiB and 130 ms above (C = 200 vs 224
+at I = 40,981; the same threshold at I = 20,000), which halves the whole evaluation
+time. Accelerators get large chunks.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from dvr_jax.data.dataset import Dataset
 from dvr_jax.typing import Array
 
 
-CPU_SCORE_BLOCK = 6 * 2**20  # float32 scores per chunk on CPU: 24 MiB, under a 32 MiB L3
+CPU_SCORE_BLOCK = 6 * 2**20  # float32 scores per CPU chunk: 24 MiB, under a 32 MiB L3
 ACCELERATOR_SCORE_BLOCK = 2**27  # 512 MiB of float32 scores per chunk on GPU / TPU
 
 
 def default_chunk_size(n_items: int, backend: str | None = None) -> int:
-    """Users per chunk such that the float32[C, I] score block fits the budget of `backend`.
+    """Users per chunk such that the float32[C, I] score block fits `backend`'s budget.
 
     Args:
       n_items: I.
@@ -95,9 +96,13 @@ def _split_pairs(dataset: Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _chunk_lists(
-    pairs: np.ndarray, chunk_of: np.ndarray, row_of: np.ndarray, n_chunks: int, pad_row: int
+    pairs: np.ndarray,
+    chunk_of: np.ndarray,
+    row_of: np.ndarray,
+    n_chunks: int,
+    pad_row: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Groups (user, item) pairs of evaluated users into per-chunk padded (row, item) lists.
+    """Groups the evaluated users' (user, item) pairs into per-chunk (row, item) lists.
 
     Args:
       pairs: int[P, 2] (user, item) pairs.
@@ -107,8 +112,8 @@ def _chunk_lists(
       pad_row: row index of pad entries (the chunk size C, dropped by scatters).
 
     Returns:
-      (rows, items), both int32[n_chunks, L] with L >= 1 the longest chunk list; within a
-      chunk entries are sorted by (row, item) and pads come last.
+      (rows, items), both int32[n_chunks, L] with L >= 1 the longest chunk list;
+      within a chunk entries are sorted by (row, item) and pads come last.
     """
     pair_users = pairs[:, 0].astype(np.int64)
     chunks = chunk_of[pair_users]
@@ -134,10 +139,11 @@ def make_eval_arrays(
     chunk_size: int | None = None,
     users: np.ndarray | None = None,
 ) -> EvalArrays:
-    """Builds the chunked evaluation arrays of a split (host NumPy, then one device transfer).
+    """Builds a split's chunked evaluation arrays (host NumPy, then one transfer).
 
     Exclusion set E_u: training items for "valid"; training and validation items for
-    "test". Held-out set G_u: the split's items. Only users with |G_u| >= 1 are evaluated.
+    "test". Held-out set G_u: the split's items. Only users with |G_u| >= 1 are
+    evaluated.
 
     Args:
       dataset: the processed dataset.
@@ -152,8 +158,8 @@ def make_eval_arrays(
       The `EvalArrays`.
 
     Raises:
-      ValueError: on an unknown split, a bad chunk size, out-of-range user ids, or when no
-        user is left to evaluate.
+      ValueError: on an unknown split, a bad chunk size, out-of-range user ids, or
+        when no user is left to evaluate.
     """
     if chunk_size is None:
         chunk_size = default_chunk_size(dataset.n_items)
@@ -192,8 +198,9 @@ def make_eval_arrays(
     users_arr[chunk, rounds] = order
     mask_arr[chunk, rounds] = True
     n_pos_arr[chunk, rounds] = n_pos_all[order]
-    exclude_rows, exclude_items = _chunk_lists(exclude, chunk_of, row_of, n_chunks, size)
-    heldout_rows, heldout_items = _chunk_lists(heldout, chunk_of, row_of, n_chunks, size)
+    layout = (chunk_of, row_of, n_chunks, size)
+    exclude_rows, exclude_items = _chunk_lists(exclude, *layout)
+    heldout_rows, heldout_items = _chunk_lists(heldout, *layout)
     return EvalArrays(
         users=jnp.asarray(users_arr),
         user_mask=jnp.asarray(mask_arr),

@@ -6,16 +6,16 @@ averaging over users, masking of padded rows and formatting happen in the caller
 cut-offs come from one top-K_max list by slicing `hits[:, :k]`. `gini_index` is the one
 population metric: it takes pooled exposure counts over all items.
 
-Definitions follow ALGORITHMS.md §3. Notation per user u: `X_u = (x_1 .. x_K)` the top-K
-list, `G_u` the held-out items, `hits[u, r] = [x_r ∈ G_u]`, `n_pos[u] = |G_u|`.
+Definitions follow ALGORITHMS.md §3. Notation per user u: `X_u = (x_1 .. x_K)` the
+top-K list, `G_u` the held-out items, `hits[u, r] = [x_r ∈ G_u]`, `n_pos[u] = |G_u|`.
 
-Items without any category (an all-zero row of the multi-hot matrix) behave as if they had
-one extra category `unknown`, the convention of the data loaders: for ILD, two such items are
-at distance 0 and such an item is at distance 1 from any categorised item; for CC they add
-nothing to `cat(X_u)` or `cat(G_u)` (coverage counts real categories only).
+Items without any category (an all-zero row of the multi-hot matrix) behave as if they
+had one extra category `unknown`, the convention of the data loaders: for ILD, two such
+items are at distance 0 and such an item is at distance 1 from any categorised item; for
+CC they add nothing to `cat(X_u)` or `cat(G_u)` (coverage counts real categories only).
 
-Reference: Järvelin & Kekäläinen, "Cumulated gain-based evaluation of IR techniques", TOIS
-2002 (NDCG); Ziegler et al., "Improving recommendation lists through topic
+Reference: Järvelin & Kekäläinen, "Cumulated gain-based evaluation of IR techniques",
+TOIS 2002 (NDCG); Ziegler et al., "Improving recommendation lists through topic
 diversification", WWW 2005 (ILD).
 """
 
@@ -47,7 +47,7 @@ def recall_at_k(hits: Array, n_pos: Array) -> Array:
 
 
 def recall_norm_at_k(hits: Array, n_pos: Array) -> Array:
-    r"""Normalised recall of the authors' code (VAE-CF evaluation): reaches 1 if |G_u| > K.
+    r"""Normalised recall of the authors' code (VAE-CF): can reach 1 when |G_u| > K.
 
     .. math:: \mathrm{Recall_{norm}@K}(u) = |X_u \cap G_u| / \min(K, |G_u|)
 
@@ -121,7 +121,7 @@ def hit_rate_at_k(hits: Array, n_pos: Array | None = None) -> Array:
 
 
 def category_coverage_at_k(rec_categories: Array, target_categories: Array) -> Array:
-    r"""Category coverage of the authors' code: the share of cat(G_u) that the top-K covers.
+    r"""Category coverage of the authors' code: the share of cat(G_u) in the top-K.
 
     .. math:: \mathrm{CC@K}(u) = |cat(X_u) \cap cat(G_u)| / |cat(G_u)|
 
@@ -159,19 +159,20 @@ def category_coverage_global_at_k(rec_categories: Array) -> Array:
 
 
 def intra_list_distance_at_k(rec_categories: Array) -> Array:
-    r"""Intra-list distance: mean pairwise cosine distance of the top-K category vectors.
+    r"""Intra-list distance: mean pairwise cosine distance of top-K category vectors.
 
     .. math::
-        \mathrm{ILD@K}(u) = \frac{2}{K(K-1)} \sum_{r < r'} (1 - \cos(c_{x_r}, c_{x_{r'}}))
-                          = 1 - \frac{\lVert \sum_r \hat c_{x_r} \rVert^2 - K}{K(K-1)}
+        \mathrm{ILD@K}(u)
+          = \frac{2}{K(K-1)} \sum_{r < r'} (1 - \cos(c_{x_r}, c_{x_{r'}}))
+          = 1 - \frac{\lVert \sum_r \hat c_{x_r} \rVert^2 - K}{K(K-1)}
 
-    with `ĉ = c / ‖c‖`. For one category per item this is the fraction of pairs whose
-    categories differ. An item with no category counts as category `unknown` (module
-    docstring). K = 1 gives 0.
+    with `ĉ = c / ‖c‖`. For one category per item this is the fraction of pairs
+    whose categories differ. An item with no category counts as category `unknown`
+    (module docstring). K = 1 gives 0.
 
     Args:
-      rec_categories: float32[C, K, n_cat] multi-hot (or weighted, non-negative) category
-        vectors of the top-K items.
+      rec_categories: float32[C, K, n_cat] multi-hot (or weighted, non-negative)
+        category vectors of the top-K items.
 
     Returns:
       float32[C] in [0, 1].
@@ -191,7 +192,7 @@ def intra_list_distance_at_k(rec_categories: Array) -> Array:
 
 
 def gini_index(counts: Array) -> Array:
-    r"""Gini coefficient of item exposure over all n items (0 = equal, (n-1)/n = one item).
+    r"""Gini coefficient of exposure over all n items (0 equal, (n-1)/n one item).
 
     .. math:: \mathrm{Gini} = \sum_{k=1}^{n} (2k - n - 1)\, c_{(k)} / (n \sum_k c_{(k)})
 
@@ -220,4 +221,4 @@ HIT_METRICS = {
     "precision": precision_at_k,
     "hit": hit_rate_at_k,
 }
-"""Name -> `fn(hits bool[C, K], n_pos int32[C]) -> f32[C]`, the metric keys' prefixes."""
+"""Metric key prefix -> `fn(hits bool[C, K], n_pos int32[C]) -> f32[C]`."""

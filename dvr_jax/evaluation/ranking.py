@@ -1,15 +1,16 @@
-"""Chunked full-ranking evaluation on device: mask, top-K and metrics in one jit per chunk.
+"""Chunked full-ranking evaluation on device: mask, top-K and metrics in one jit.
 
-For each chunk of C users: score all items (`backbone.score_all`), set the excluded items to
--inf with one scatter into the score matrix, take `jax.lax.top_k` (ties: lower item index
-first), find the held-out items among the top-K_max, and compute every (metric, K) from
-that one list (ALGORITHMS.md §3). Per-user values are summed over chunks; means are over
-evaluated users, and Gini@K comes from the pooled top-K exposure counts of all of them.
+For each chunk of C users: score all items (`backbone.score_all`), set the excluded
+items to -inf with one scatter into the score matrix, take `jax.lax.top_k` (ties: lower
+item index first), find the held-out items among the top-K_max, and compute every
+(metric, K) from that one list (ALGORITHMS.md §3). Per-user values are summed over
+chunks; means are over evaluated users, and Gini@K comes from the pooled top-K exposure
+counts of all of them.
 
 Three entry points:
   * `evaluate_chunk`: pure per-chunk metrics (traceable).
-  * `evaluate_on_device`: pure, traceable loop over chunks with `lax.scan`, for use inside
-    another jitted function (DVR's metric rewards); no host syncs.
+  * `evaluate_on_device`: pure, traceable loop over chunks with `lax.scan`, for use
+    inside another jitted function (DVR's metric rewards); no host syncs.
   * `evaluate` / `topk_lists`: host drivers that jit the chunk step once per shape and
     return Python floats / NumPy lists.
 """
@@ -47,7 +48,7 @@ class EvalChunk(NamedTuple):
 
 
 def stacked_chunks(eval_arrays: EvalArrays) -> EvalChunk:
-    """All chunks as one `EvalChunk` of arrays with a leading n_chunks axis (scan xs)."""
+    """All chunks as one `EvalChunk` with a leading n_chunks axis (scan xs)."""
     return EvalChunk(*(getattr(eval_arrays, name) for name in EvalChunk._fields))
 
 
@@ -56,7 +57,9 @@ def chunk_at(eval_arrays: EvalArrays, index: Array | int) -> EvalChunk:
     return jax.tree.map(lambda array: array[index], stacked_chunks(eval_arrays))
 
 
-def rank_chunk(score_all: ScoreAll, reps: Reps, chunk: EvalChunk, k: int) -> tuple[Array, Array]:
+def rank_chunk(
+    score_all: ScoreAll, reps: Reps, chunk: EvalChunk, k: int
+) -> tuple[Array, Array]:
     """Top-K items of a chunk of users with the exclusion set ranked at -inf.
 
     If a user has fewer than K non-excluded items, the list is completed with excluded
@@ -72,17 +75,19 @@ def rank_chunk(score_all: ScoreAll, reps: Reps, chunk: EvalChunk, k: int) -> tup
       (items int32[C, K], scores float32[C, K]) sorted by descending score.
     """
     scores = score_all(reps, chunk.users).astype(jnp.float32)
-    scores = scores.at[chunk.exclude_rows, chunk.exclude_items].set(-jnp.inf, mode="drop")
+    excluded = (chunk.exclude_rows, chunk.exclude_items)
+    scores = scores.at[excluded].set(-jnp.inf, mode="drop")
     top_scores, top_items = jax.lax.top_k(scores, k)
-    # XLA lowers top_k to sort + slice and rewrites that back into a fast TopK kernel only
-    # if the slice is the sort's sole user; a caller slicing the result (top_items[:, :10])
-    # would merge into the slice and leave a full [C, I] sort (~40x slower on CPU).
+    # XLA lowers top_k to sort + slice and rewrites that back into a fast TopK kernel
+    # only if the slice is the sort's sole user; a caller slicing the result
+    # (top_items[:, :10]) would merge into the slice and leave a full [C, I] sort
+    # (~40x slower on CPU).
     top_scores, top_items = jax.lax.optimization_barrier((top_scores, top_items))
     return top_items.astype(jnp.int32), top_scores
 
 
 def heldout_hits(chunk: EvalChunk, top_items: Array) -> Array:
-    """hits[c, r] = [top_items[c, r] ∈ G_u] from the chunk's held-out (row, item) list.
+    """hits[c, r] = [top_items[c, r] ∈ G_u], from the chunk's held-out pair list.
 
     Compares each held-out pair with its row's top-K (L_G x K work) and scatters the
     matches back, so no dense [C, I] held-out matrix is built.
@@ -137,8 +142,8 @@ def evaluate_chunk(
       reps: the backbone representations.
       chunk: the chunk (see `chunk_at`).
       ks: cut-offs K; the list has length max(ks).
-      item_categories: optional float32[I, n_cat] multi-hot categories; adds cc, cc_global
-        and ild.
+      item_categories: optional float32[I, n_cat] multi-hot categories; adds cc,
+        cc_global and ild.
 
     Returns:
       (per_user, top_items): per_user maps "recall@K", "recall_norm@K", "ndcg@K",
@@ -170,7 +175,7 @@ def _accumulate(
     per_user, top_items = evaluate_chunk(
         score_all, reps, chunk, ks=ks, item_categories=item_categories
     )
-    sums = {key: totals["sums"][key] + jnp.sum(value) for key, value in per_user.items()}
+    sums = {key: totals["sums"][key] + jnp.sum(val) for key, val in per_user.items()}
     weight = chunk.user_mask.astype(jnp.float32)
     exposure = {}
     for k in ks:
@@ -181,7 +186,9 @@ def _accumulate(
 
 def _init_totals(ks: tuple[int, ...], n_items: int, with_categories: bool) -> Totals:
     """Zero sums for every metric key and zero exposure counts float32[I] per K."""
-    names = list(metrics.HIT_METRICS) + (list(CATEGORY_METRICS) if with_categories else [])
+    names = list(metrics.HIT_METRICS)
+    if with_categories:
+        names += list(CATEGORY_METRICS)
     sums = {f"{name}@{k}": jnp.zeros((), jnp.float32) for k in ks for name in names}
     exposure = {str(k): jnp.zeros((n_items,), jnp.float32) for k in ks}
     return {"sums": sums, "exposure": exposure}
@@ -205,9 +212,10 @@ def evaluate_on_device(
 ) -> dict[str, Array]:
     """Mean metrics over all evaluated users; pure and traceable (scan over chunks).
 
-    Call it inside a jitted function with `eval_arrays` (and `item_categories`) passed as
-    arguments of that function, not closed over, e.g.
-    `evaluate_on_device(backbone, backbone.encode(params, graph), eval_arrays, ks=(20,))`.
+    Call it inside a jitted function with `eval_arrays` (and `item_categories`) passed
+    as arguments of that function, not closed over, e.g.
+    `evaluate_on_device(backbone, backbone.encode(params, graph), eval_arrays,
+    ks=(20,))`.
 
     Args:
       backbone: supplies `score_all` (static, Python-level).
@@ -224,7 +232,8 @@ def evaluate_on_device(
     init = _init_totals(ks, eval_arrays.n_items, item_categories is not None)
 
     def body(totals: Totals, chunk: EvalChunk) -> tuple[Totals, None]:
-        return _accumulate(backbone.score_all, ks, totals, reps, chunk, item_categories), None
+        score_all = backbone.score_all
+        return _accumulate(score_all, ks, totals, reps, chunk, item_categories), None
 
     totals, _ = jax.lax.scan(body, init, stacked_chunks(eval_arrays))
     return _finalize(totals, eval_arrays.n_users)
@@ -247,7 +256,7 @@ def _accumulate_step(
     score_all: ScoreAll,
     ks: tuple[int, ...],
 ) -> Totals:
-    """One chunk of `evaluate`: the jit unit, compiled once per (backbone, ks, shapes)."""
+    """One chunk of `evaluate`: the jit unit, compiled once per backbone, ks, shapes."""
     chunk = chunk_at(eval_arrays, index)
     return _accumulate(score_all, ks, totals, reps, chunk, item_categories)
 
@@ -276,8 +285,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Full-ranking evaluation of a split: host driver over jitted chunk steps.
 
-    Encodes the representations once, dispatches one jitted step per chunk (compiled once
-    per backbone, ks and shapes) and syncs once at the end.
+    Encodes the representations once, dispatches one jitted step per chunk (compiled
+    once per backbone, ks and shapes) and syncs once at the end.
 
     Args:
       backbone: the backbone.
@@ -322,8 +331,8 @@ def topk_lists(
     """
     reps = _encode(params, graph, encode=backbone.encode)
     outputs = [
-        _topk_step(reps, eval_arrays, np.int32(index), score_all=backbone.score_all, k=k)
-        for index in range(eval_arrays.n_chunks)
+        _topk_step(reps, eval_arrays, np.int32(i), score_all=backbone.score_all, k=k)
+        for i in range(eval_arrays.n_chunks)
     ]
     items = np.concatenate([np.asarray(item_chunk) for item_chunk, _ in outputs])
     scores = np.concatenate([np.asarray(score_chunk) for _, score_chunk in outputs])
