@@ -11,8 +11,10 @@ with user u (factors p_u, item factors q_i, n = I):
 
 The per-factor rankings and σ_f are recomputed on device inside the step (`lax.cond` on the
 step count) every ⌈n ln n / B⌉ steps, i.e. every n ln n sampled triplets, from the
-representations the step encodes anyway (so the first step ranks the initial model). Unlike
-LibRec we use σ_f, not the variance, and real-valued λ (no integer division).
+representations the step encodes anyway (so the first step ranks the initial model; for MGCF
+they carry its training-time neighbour dropout). Unlike LibRec we use σ_f, not the variance,
+and a real-valued λ (no integer division). The factor f is drawn by inverse CDF over the B x F
+table (20x cheaper than Gumbel-max on CPU); a user whose |p_u| σ is all zero draws f uniformly.
 
 Factors are the final representations: MF's embeddings, LightGCN's propagated ones, MGCF's
 r_u / r_i (192-d). NeuMF is not a dot product, so it uses the candidate-pool variant: draw
@@ -23,6 +25,7 @@ P(r') ∝ exp(−r'/(λ_rel · pool_size)).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -115,7 +118,12 @@ def adaptive_negatives(
 
 
 def pool_negatives(
-    key: PRNGKey, train: sampler.TrainArrays, users: Array, score_fn, pool_size: int, scale: float
+    key: PRNGKey,
+    train: sampler.TrainArrays,
+    users: Array,
+    score_fn: Callable[[Array, Array], Array],
+    pool_size: int,
+    scale: float,
 ) -> Array:
     """Candidate-pool AOBPR: rank `pool_size` uniform negatives by score, draw a geometric rank.
 
