@@ -42,7 +42,7 @@ class RunConfig:
     patience: int | None = 10
     select_metric: str = "recall@20"
     ks: tuple[int, ...] = (10, 20)
-    eval_chunk: int = 1000
+    eval_chunk: int | None = None  # None: sized so a [C, I] score block fits the cache
     checkpoint_every: int = 10
     out: str | None = None
     export: bool = False
@@ -115,7 +115,9 @@ class RunConfig:
             raise ConfigError(f"unknown reward {self.reward!r}; known: {', '.join(REWARDS)}")
         if self.reduction not in ("sum", "mean"):
             raise ConfigError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
-        for name in ("epochs", "batch_size", "valid_interval", "eval_chunk", "checkpoint_every", "embedding_dim",
+        if self.eval_chunk is not None and self.eval_chunk < 1:
+            raise ConfigError(f"eval_chunk must be >= 1, got {self.eval_chunk}")
+        for name in ("epochs", "batch_size", "valid_interval", "checkpoint_every", "embedding_dim",
                      "reward_k", "reward_interval", "h_dim", "harsanyi_width", "harsanyi_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

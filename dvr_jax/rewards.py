@@ -51,7 +51,7 @@ def reward_users(dataset: Dataset, fraction: float, seed: int) -> np.ndarray:
 
 
 def make_reward_data(
-    dataset: Dataset, reward: str, train: sampler.TrainArrays, *, fraction: float = 0.1, seed: int = 0, chunk_size: int = 1000
+    dataset: Dataset, reward: str, train: sampler.TrainArrays, *, fraction: float = 0.1, seed: int = 0, chunk_size: int | None = None
 ) -> RewardData:
     """Builds the reward's device arrays from the training and validation splits only.
 
@@ -61,7 +61,7 @@ def make_reward_data(
       train: training positives (to draw validation negatives outside them).
       fraction: share of validation users in the reward set (ranking rewards).
       seed: seed of the user subset and of the validation negatives.
-      chunk_size: users per chunk.
+      chunk_size: users per chunk (None: the evaluator's cache-sized default).
 
     Returns:
       RewardData.

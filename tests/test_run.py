@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from experiments import run
@@ -122,3 +124,16 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(real_
         loop.train_and_evaluate(cfg)
     assert [p.name for p in (out / "checkpoints" / "latest").iterdir()] == ["1"]
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("backbone", ["mf", "neumf", "mgcf", "lightgcn"])
+def test_the_cli_builds_every_backbone(real_data_dir, backbone):
+    from dvr_jax import loop
+    from dvr_jax.config import RunConfig
+
+    cfg = RunConfig(dataset="ml-100k", data_dir=str(real_data_dir), method="bpr", backbone=backbone,
+                    embedding_dim=16, progress=False)  # fmt: skip
+    components = loop.build(cfg)
+    params = components.method.init(jax.random.key(0)).params
+    feats = components.backbone.pair_features(params, *(jnp.zeros((2,), jnp.int32),) * 3)
+    assert feats.shape == (2, 96 if backbone == "neumf" else 48)

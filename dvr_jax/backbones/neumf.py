@@ -49,7 +49,9 @@ class NeuMF(nn.Module):
     Attributes:
       n_users: U.
       n_items: I.
-      gmf_dim: d_G.
+      dim: the shared embedding size D of the registry interface; when given it sets
+        d_G = d_M = D (GMF size and the MLP input 2D), the spec's d_G = d_M = 64.
+      gmf_dim: d_G (when `dim` is None).
       mlp_layers: MLP widths; `mlp_layers[0]` is the width of `[p^M_u; q^M_i]`, so
         d_M = mlp_layers[0] // 2, and the remaining entries are the hidden layer widths.
       dropout_rate: dropout before each MLP Linear layer (training only).
@@ -140,6 +142,7 @@ def make_neumf(
     n_users: int,
     n_items: int,
     *,
+    dim: int | None = None,
     gmf_dim: int = 64,
     mlp_layers: Sequence[int] = (128, 64, 32, 16, 8),
     dropout: float = 0.2,
@@ -151,7 +154,9 @@ def make_neumf(
     Args:
       n_users: U.
       n_items: I.
-      gmf_dim: d_G.
+      dim: the shared embedding size D of the registry interface; when given it sets
+        d_G = d_M = D (GMF size and the MLP input 2D), the spec's d_G = d_M = 64.
+      gmf_dim: d_G (when `dim` is None).
       mlp_layers: MLP widths, input width first (d_M = mlp_layers[0] // 2).
       dropout: dropout rate before each MLP Linear layer, used when a key is given.
       weight_decay: coupled L2 weight decay on all parameters.
@@ -160,6 +165,8 @@ def make_neumf(
     Returns:
       A `Backbone` whose params are the Linen variables `{"params": {...}}`.
     """
+    if dim is not None:
+        gmf_dim, mlp_layers = dim, (2 * dim, *tuple(mlp_layers)[1:])
     module = NeuMF(
         n_users=n_users,
         n_items=n_items,
