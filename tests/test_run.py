@@ -71,8 +71,9 @@ def test_unknown_flag_is_an_error():
     assert exit_info.value.code == 2
 
 
-def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path):
-    args = SMOKE + ["--data-dir", str(real_data_dir), "--method", "bpr", "--epochs", "16"]
+@pytest.mark.parametrize("method, epochs", [("bpr", "16"), ("dvr", "5")])
+def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path, method, epochs):
+    args = SMOKE + ["--data-dir", str(real_data_dir), "--method", method, "--epochs", epochs, "--warm-start", "none"]
     script = [sys.executable, str(REPO / "experiments" / "run.py")]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     reference = tmp_path / "reference"
@@ -97,6 +98,26 @@ def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path):
     got, expected = _results(killed), _results(reference)
     assert got["valid"] == expected["valid"] and got["test"] == expected["test"]
     assert got["best_epoch"] == expected["best_epoch"]
+    def without_clock(path):  # wall-clock seconds are the only thing allowed to differ
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in path.read_text().splitlines()]
+
+    for name in ("metrics.jsonl", "train_log.jsonl"):
+        assert without_clock(killed / name) == without_clock(reference / name), name
+    if method == "dvr":
+        assert (killed / "data_values.tsv").read_text() == (reference / "data_values.tsv").read_text()
+
+
+def test_corrupted_checkpoint_is_a_clear_error_not_a_fresh_start(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = SMOKE + ["--data-dir", str(real_data_dir), "--method", "bpr", "--out", str(out)]
+    assert run.main(args) == 0
+    for path in (out / "checkpoints" / "latest").rglob("*"):
+        if path.is_file() and path.stat().st_size > 0 and "state" in path.parts:
+            path.write_bytes(b"\0garbage")
+    capsys.readouterr()
+    assert run.main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "unreadable" in err and len(err.strip().splitlines()) == 1
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(real_data_dir, tmp_path, monkeypatch):
