@@ -178,7 +178,8 @@ def _evaluate(components: Components, params, arrays: EvalArrays, ks) -> dict[st
     )  # fmt: skip
 
 
-def _prepare_workdir(cfg: RunConfig) -> pathlib.Path:
+def _check_workdir(cfg: RunConfig) -> pathlib.Path:
+    """Validates --resume / --overwrite against the run directory; creates and deletes nothing."""
     workdir = pathlib.Path(cfg.out or pathlib.Path("runs") / cfg.run_name)
     has_run = (workdir / "checkpoints").exists() or (workdir / "results.json").exists()
     if cfg.resume:
@@ -189,11 +190,8 @@ def _prepare_workdir(cfg: RunConfig) -> pathlib.Path:
         diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
         if diff:
             raise ConfigError(f"--resume with a different config than {workdir}/config.json: {', '.join(diff)}")
-    elif has_run:
-        if not cfg.overwrite:
-            raise ConfigError(f"{workdir} already holds a run; pass --resume to continue it or --overwrite")
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    elif has_run and not cfg.overwrite:
+        raise ConfigError(f"{workdir} already holds a run; pass --resume to continue it or --overwrite")
     return workdir
 
 
@@ -254,8 +252,12 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[s
       The results dict written to `results.json`.
     """
     started = time.time()
-    workdir = _prepare_workdir(cfg)
-    components = build(cfg, dataset)
+    workdir = _check_workdir(cfg)
+    components = build(cfg, dataset)  # bad input fails here, before anything is written
+    if not cfg.resume:
+        if workdir.exists() and cfg.overwrite:
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
         export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
     progress = _Progress(cfg.progress, cfg.epochs)

@@ -63,6 +63,15 @@ def test_bad_input_gives_one_line_and_exit_2(real_data_dir, tmp_path, capsys, ar
     code = run.main(["--data-dir", str(real_data_dir), "--out", str(tmp_path / "r"), "--no-progress"] + argv)
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_malformed_file_names_file_and_line_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "lastfm").mkdir()
+    (tmp_path / "lastfm" / "user_artists.dat").write_text("userID\tartistID\tweight\n2\t51\t3\n2\tabc\t1\n")
+    code = run.main(["--dataset", "lastfm", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert code == 2 and "user_artists.dat line 3" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_flag_is_an_error():
