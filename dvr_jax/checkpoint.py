@@ -26,7 +26,9 @@ def open_manager(directory: str | pathlib.Path, *, max_to_keep: int = 1) -> ocp.
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Saves `state` and `meta` under `step` and waits until the write is complete."""
+    """Saves `state` and `meta` under `step` (replacing one left by a replayed epoch) and waits."""
+    if step in manager.all_steps():  # a resumed run replays epochs after its last `latest` save
+        manager.delete(step)
     manager.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),

@@ -103,6 +103,10 @@ class RunConfig:
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)  # resolve defaults once, stay frozen
+        from dvr_jax.backbones import BACKBONES  # noqa: PLC0415  (config stays importable alone)
+
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
         if self.weight_mode not in ("sample", "dot"):
             raise ConfigError(f"weight_mode must be 'sample' or 'dot', got {self.weight_mode!r}")
         if self.pg_mode not in ("reinforce", "code"):

@@ -11,6 +11,8 @@ Reference: DVR paper §5 and ALGORITHMS.md §2.7. One jitted step does, with sta
      alpha_mse (y_G - y*)^2 + alpha_pg L_pg(p, s, A) + lambda_e L_explore(p)
      (the valuator forward is also kept as a VJP, so it runs once per step).
 
+The backbone regulariser (LightGCN / MGCF batch L2) is applied to the whole batch, as in
+plain BPR: selection reweights the data term sum_b s_b l_b of ALGORITHMS §2.7 only.
 The valuator is updated from the current batch only; ALGORITHMS §2.5's accumulation over k
 batches for `reward_interval > 1` is not implemented (k = 1 is the default and the
 behaviour of the released code).
@@ -24,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dvr_jax import adapter, losses, sampler
+from dvr_jax import adapter, sampler, train
 from dvr_jax.backbones.base import Backbone, Graph
 from dvr_jax.rewards import RewardData
 from dvr_jax.state import LearnerState, make_adam
@@ -109,12 +111,7 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
         params = state.backbone.params
 
         def backbone_losses(p):
-            k_encode, k_pos, k_neg = jax.random.split(k_dropout, 3)
-            reps = backbone.encode(p, data.graph, k_encode)
-            per_sample = losses.bpr_per_sample(
-                backbone.score_pairs(reps, users, pos_items, k_pos), backbone.score_pairs(reps, users, neg_items, k_neg)
-            )
-            return per_sample, backbone.regularizer(p, reps, users, pos_items, neg_items)
+            return train.per_sample_bpr(p, backbone, data.graph, users, pos_items, neg_items, k_dropout)
 
         (per_sample, _), backbone_vjp = jax.vjp(backbone_losses, params)
         feats = valuator_features(backbone.pair_features(params, users, pos_items, neg_items), per_sample)
@@ -156,13 +153,13 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             zero = jnp.zeros((), jnp.float32)
             return state.valuator, state.adapter, zero, zero
 
-        due = state.backbone.step % cfg.reward_interval == 0
+        due = state.backbone.step % cfg.reward_interval == 0  # the "reward_due" metric
         new_valuator, new_adapter, reward, adv = jax.lax.cond(due, update_valuator, skip, None)
         finite = jnp.isfinite(jnp.sum(per_sample)) & jnp.isfinite(reward) & jnp.all(jnp.isfinite(out.shapley))
         metrics = {
             "loss": jnp.mean(per_sample), "reward": reward, "advantage": adv, "mean_prob": jnp.mean(probs),
             "selected": jnp.mean(weights), "cosine": shapley_loss_cosine(out.shapley, per_sample),
-            "null_fraction": out.null_fraction, "finite": finite,
+            "null_fraction": out.null_fraction, "finite": finite, "reward_due": due,
             "users": users, "pos_items": pos_items, "neg_items": neg_items,
             "shapley": out.shapley, "probs": probs, "mask": weights,
         }  # fmt: skip

@@ -8,6 +8,7 @@ once, after training, at the validation-selected checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import shutil
@@ -23,7 +24,7 @@ from dvr_jax import baselines, checkpoint, export, rewards, sampler
 from dvr_jax.backbones import Backbone, make_backbone, propagation
 from dvr_jax.baselines import make_popularity
 from dvr_jax.config import ConfigError, RunConfig
-from dvr_jax.data import load_dataset
+from dvr_jax.data import DataError, load_dataset, resolve_data_dir
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.dvr import DVRConfig, DVRData
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
@@ -31,7 +32,6 @@ from dvr_jax.methods import Method, make_bpr_method, make_dvr_method, make_pop_m
 from dvr_jax.train import StepData
 from dvr_jax.valuator import make_valuator
 
-EPOCH_STREAM = 0x5EED  # fold-in tag separating epoch-permutation keys from step keys
 
 
 class TrainingDiverged(RuntimeError):
@@ -57,6 +57,17 @@ def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
     """
     if dataset is None:
         dataset = load_dataset(cfg.dataset, cfg.data_dir, kcore=cfg.kcore, split_seed=cfg.split_seed)
+    try:
+        return _build(cfg, dataset)
+    except ValueError as err:  # bad combinations of data and options: a one-line CLI error
+        if isinstance(err, (ConfigError, DataError)):
+            raise
+        raise ConfigError(str(err)) from err
+
+
+def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
+    # Methods and rewards get a view without the test split (T-N3: they cannot read it).
+    dataset = dataclasses.replace(full_dataset, test=np.zeros((0, 2), np.int32))
     train_arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
     if cfg.method == "pop":
         backbone = make_popularity(dataset.n_users, dataset.n_items)
@@ -77,7 +88,7 @@ def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
             method, reward_data = _dvr_method(cfg, dataset, backbone, train_arrays, init_params)
             data = DVRData(train_arrays, graph, reward_data)
     valid = make_eval_arrays(dataset, "valid", chunk_size=cfg.eval_chunk)
-    return Components(dataset, backbone, method, data, valid)
+    return Components(full_dataset, backbone, method, data, valid)
 
 
 def _baseline_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, graph, init_params):
@@ -149,10 +160,28 @@ def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arra
     return method, reward_data
 
 
+PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
+                 "reduction", "valid_interval", "patience", "select_metric", "seed")  # fmt: skip
+
+
+def _pretrain_config(cfg: RunConfig) -> RunConfig:
+    return cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
+                       export=False, epochs=cfg.pretrain_epochs or cfg.epochs)  # fmt: skip
+
+
 def pretrained_dir(cfg: RunConfig) -> pathlib.Path:
-    """Where `warm_start="auto"` keeps the BPR run of this dataset, backbone and seed."""
+    """Where `warm_start="auto"` keeps its BPR run: keyed by every setting that shapes it.
+
+    The key covers the data (dataset, data dir, k-core, split seed), so a warm start never
+    comes from a model trained on another split, whose training pairs may be this split's
+    test pairs.
+    """
+    pretrain = _pretrain_config(cfg).to_dict()
+    settings = {k: pretrain[k] for k in (*PRETRAIN_KEYS, "epochs", "batch_size")}
+    settings["data_dir"] = str(resolve_data_dir(cfg.data_dir).resolve())
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     root = pathlib.Path(cfg.out).parent if cfg.out else pathlib.Path("runs")
-    return root / "pretrained" / f"{cfg.dataset}-{cfg.backbone}-s{cfg.seed}"
+    return root / "pretrained" / f"{cfg.dataset}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
 def _warm_start_params(cfg: RunConfig, backbone: Backbone):
@@ -162,10 +191,9 @@ def _warm_start_params(cfg: RunConfig, backbone: Backbone):
     source = pretrained_dir(cfg) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
     if cfg.warm_start == "auto" and not (source / "results.json").exists():
         print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
-        train_and_evaluate(cfg.replace(
-            method="bpr", warm_start="none", batch_size=None, out=str(source), resume=False, overwrite=True,
-            export=False, epochs=cfg.pretrain_epochs or cfg.epochs,
-        ))  # fmt: skip
+        train_and_evaluate(_pretrain_config(cfg).replace(out=str(source)))
+    if not (source / "checkpoints" / "best").is_dir():
+        raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
     like = make_bpr_method(backbone).init(jax.random.key(0))
     state, _, _ = checkpoint.restore(checkpoint.open_manager(source / "checkpoints" / "best"), like)
     return state.params
@@ -185,7 +213,10 @@ def _check_workdir(cfg: RunConfig) -> pathlib.Path:
     if cfg.resume:
         if not (workdir / "checkpoints" / "latest").exists():
             raise checkpoint.CheckpointError(f"--resume: no checkpoint in {workdir / 'checkpoints' / 'latest'}")
-        saved = json.loads((workdir / "config.json").read_text())
+        try:
+            saved = json.loads((workdir / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise checkpoint.CheckpointError(f"--resume: cannot read {workdir / 'config.json'}: {err}") from err
         mine = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "progress", "overwrite", "export")}
         diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
         if diff:
@@ -217,7 +248,17 @@ class _Progress:
 PER_SAMPLE_KEYS = ("users", "pos_items", "neg_items", "shapley", "probs", "mask")
 
 
-def _train_epoch(components: Components, step_fn, state, run_key, epoch: int, cfg: RunConfig, progress: _Progress):
+def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(init key, epoch-permutation key, step key): independent streams from one seed.
+
+    Steps fold their step count into the step key and epochs their index into the epoch
+    key, so every random draw depends only on (seed, step) and a resumed run is exact.
+    """
+    k_init, k_epoch, k_step = jax.random.split(jax.random.key(seed), 3)
+    return k_init, k_epoch, k_step
+
+
+def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: RunConfig, progress: _Progress):
     """Runs one epoch of jitted steps.
 
     Returns:
@@ -226,17 +267,24 @@ def _train_epoch(components: Components, step_fn, state, run_key, epoch: int, cf
       device-to-host transfer is one stacked read at the end of the epoch.
     """
     data = components.data
-    epoch_key = jax.random.fold_in(jax.random.fold_in(run_key, EPOCH_STREAM), epoch)
+    _, k_epoch, k_step = keys
+    epoch_key = jax.random.fold_in(k_epoch, epoch)
     batches = sampler.epoch_batches(epoch_key, data.train.n_pairs, cfg.batch_size)
     history = []
     for index in range(batches.shape[0]):
-        state, metrics = step_fn(state, run_key, batches[index], data)
+        state, metrics = step_fn(state, k_step, batches[index], data)
         history.append(metrics)
         progress.update(epoch, index + 1, batches.shape[0])
-    stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *history))
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *history)
+    per_sample = {key: stacked.pop(key) for key in PER_SAMPLE_KEYS if key in stacked}  # stays on device
+    stacked = jax.device_get(stacked)
     finite = np.asarray(stacked.pop("finite"), bool)
-    per_sample = {key: stacked.pop(key) for key in PER_SAMPLE_KEYS if key in stacked}
-    means = {key: float(np.mean(values)) for key, values in stacked.items()}
+    due = np.asarray(stacked.pop("reward_due"), bool) if "reward_due" in stacked else None
+    means = {}
+    for key, values in stacked.items():
+        if due is not None and key in ("reward", "advantage"):  # only steps that computed a reward
+            values = values[due] if due.any() else np.full(1, np.nan)
+        means[key] = float(np.mean(values))
     bad = None if finite.all() else int(np.argmin(finite))
     return state, means, bad, per_sample
 
@@ -262,8 +310,8 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[s
         export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
     progress = _Progress(cfg.progress, cfg.epochs)
     method = components.method
-    run_key = jax.random.key(cfg.seed)
-    state = method.init(jax.random.fold_in(run_key, 0x1417))
+    keys = run_keys(cfg.seed)
+    state = method.init(keys[0])
     logs = {"metrics": [], "train_log": []}
     tracker = {"epoch": 0, "best_value": -np.inf, "best_epoch": -1, "bad_checks": 0, "train_seconds": 0.0}
     latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
@@ -278,7 +326,7 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[s
 
     per_sample = {}
     if method.step is not None:
-        state, per_sample = _fit(cfg, components, state, run_key, tracker, logs, (latest, best), workdir, progress)
+        state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
         if tracker["best_epoch"] >= 0:
             state, _, _ = checkpoint.restore(best, state)
     params = method.backbone_params(state)
@@ -294,7 +342,7 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[s
     }  # fmt: skip
     export.write_json(workdir / "results.json", results)
     if per_sample:
-        export.export_data_values(components.dataset, per_sample, workdir / "data_values.tsv")
+        export.export_data_values(components.dataset, jax.device_get(per_sample), workdir / "data_values.tsv")
     if cfg.export:
         export.export_splits(components.dataset, workdir / "export")
         users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
@@ -303,7 +351,7 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[s
     return results
 
 
-def _fit(cfg, components, state, run_key, tracker, logs, managers, workdir, progress):
+def _fit(cfg, components, state, keys, tracker, logs, managers, workdir, progress):
     """The epoch loop with validation, early stopping, checkpoints and the divergence guard.
 
     Returns:
@@ -314,7 +362,7 @@ def _fit(cfg, components, state, run_key, tracker, logs, managers, workdir, prog
     per_sample = {}
     for epoch in range(tracker["epoch"], cfg.epochs):
         t0 = time.time()
-        state, means, bad, per_sample = _train_epoch(components, step_fn, state, run_key, epoch, cfg, progress)
+        state, means, bad, per_sample = _train_epoch(components, step_fn, state, keys, epoch, cfg, progress)
         tracker["train_seconds"] += time.time() - t0
         if bad is not None:
             step = epoch * (components.data.train.n_pairs // cfg.batch_size) + bad

@@ -10,7 +10,6 @@ from typing import Any, Callable, NamedTuple
 
 from dvr_jax import dvr, train
 from dvr_jax.backbones.base import Backbone
-from dvr_jax.state import LearnerState, make_adam
 from dvr_jax.typing import Params, PRNGKey
 from dvr_jax.valuator import Valuator
 
@@ -36,12 +35,7 @@ def make_bpr_method(
     backbone: Backbone, *, learning_rate: float = 1e-3, reduction: str = "sum", init_params: Params | None = None
 ) -> Method:
     """Plain BPR; `init_params` warm-starts it ("BPR continued" control, fresh Adam moments)."""
-
-    def init(key: PRNGKey) -> LearnerState:
-        if init_params is None:
-            return train.create_backbone_state(key, backbone, learning_rate=learning_rate)
-        return LearnerState.create(init_params, make_adam(learning_rate, backbone.weight_decay))
-
+    init = train.make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
     return Method("bpr", init, train.make_bpr_step(backbone, reduction=reduction), lambda state: state.params)
 
 

@@ -9,7 +9,7 @@ compiled program serves every step (STYLE.md B.4.4).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from dvr_jax import losses, sampler
 from dvr_jax.backbones.base import Backbone, Graph
 from dvr_jax.state import LearnerState, make_adam
-from dvr_jax.typing import Array, PRNGKey
+from dvr_jax.typing import Array, Params, PRNGKey
 
 
 class StepData(NamedTuple):
@@ -33,6 +33,39 @@ def create_backbone_state(
     """Initial backbone learner with Adam and the backbone's coupled weight decay."""
     tx = make_adam(learning_rate, backbone.weight_decay, decoupled=decoupled_weight_decay)
     return LearnerState.create(backbone.init(key), tx)
+
+
+def make_learner_init(
+    backbone: Backbone, *, learning_rate: float = 1e-3, init_params: Params | None = None
+) -> Callable[[PRNGKey], LearnerState]:
+    """`init(key) -> LearnerState`: Adam with the backbone's coupled weight decay; `init_params`
+    warm-starts the parameters (with fresh Adam moments)."""
+
+    def init(key: PRNGKey) -> LearnerState:
+        if init_params is None:
+            return create_backbone_state(key, backbone, learning_rate=learning_rate)
+        return LearnerState.create(init_params, make_adam(learning_rate, backbone.weight_decay))
+
+    return init
+
+
+def per_sample_bpr(
+    params, backbone: Backbone, graph: Graph, users: Array, pos_items: Array, neg_items: Array, key: PRNGKey | None
+) -> tuple[Array, Array]:
+    """Encodes once and returns (per-sample BPR losses f32[B], backbone regulariser f32[]).
+
+    Args:
+      params: backbone params.
+      backbone: the backbone.
+      graph: its graph.
+      users, pos_items, neg_items: int32[B] triplets.
+      key: dropout key (None: deterministic).
+    """
+    k_encode, k_pos, k_neg = (None, None, None) if key is None else jax.random.split(key, 3)
+    reps = backbone.encode(params, graph, k_encode)
+    pos = backbone.score_pairs(reps, users, pos_items, k_pos)
+    neg = backbone.score_pairs(reps, users, neg_items, k_neg)
+    return losses.bpr_per_sample(pos, neg), backbone.regularizer(params, reps, users, pos_items, neg_items)
 
 
 def bpr_batch_loss(
@@ -61,14 +94,8 @@ def bpr_batch_loss(
     Returns:
       (loss f32[], per-sample losses f32[B]).
     """
-    k_encode, k_pos, k_neg = (None, None, None) if key is None else jax.random.split(key, 3)
-    reps = backbone.encode(params, graph, k_encode)
-    pos = backbone.score_pairs(reps, users, pos_items, k_pos)
-    neg = backbone.score_pairs(reps, users, neg_items, k_neg)
-    per_sample = losses.bpr_per_sample(pos, neg)
-    total = losses.reduce_loss(per_sample, weights, reduction=reduction)
-    total = total + backbone.regularizer(params, reps, users, pos_items, neg_items)
-    return total, per_sample
+    per_sample, regularizer = per_sample_bpr(params, backbone, graph, users, pos_items, neg_items, key)
+    return losses.reduce_loss(per_sample, weights, reduction=reduction) + regularizer, per_sample
 
 
 def make_bpr_step(backbone: Backbone, *, reduction: str = "sum", dropout: bool = True):

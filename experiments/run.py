@@ -1,9 +1,10 @@
 """Command-line entry point: `python experiments/run.py --dataset lastfm --reward recall`.
 
-Flags map one-to-one onto `dvr_jax.config.RunConfig`; `--config PRESET` loads a preset
-from `experiments/configs/presets.py` and explicit flags override it. Unknown flags are
-errors. Bad input (unknown dataset, malformed files, a missing checkpoint, a diverged
-loss) ends with a one-line message and exit status 2, not a traceback.
+Flags set fields of `dvr_jax.config.RunConfig` (the main ones; the rest keep their
+defaults); `--config PRESET` loads a preset from `experiments/configs/presets.py` and
+explicit flags override it. Unknown flags are errors. Bad input (unknown dataset or
+backbone, malformed files, a missing or corrupted checkpoint) ends with a one-line message
+and exit status 2, and a diverged loss with exit status 3, not a traceback.
 """
 
 from __future__ import annotations

@@ -60,8 +60,12 @@ def test_test_split_never_reaches_training_or_selection(real_data_dir, tmp_path)
 def test_warm_start_trains_and_reuses_a_bpr_checkpoint(real_data_dir, tmp_path):
     cfg = _config(real_data_dir, tmp_path / "dvr", warm_start="auto", pretrain_epochs=2)
     train_and_evaluate(cfg)
-    pretrained = json.loads((tmp_path / "pretrained" / "lastfm-mf-s0" / "results.json").read_text())
+    (pretrained_run,) = (tmp_path / "pretrained").iterdir()
+    assert pretrained_run.name.startswith("lastfm-mf-s0-")
+    pretrained = json.loads((pretrained_run / "results.json").read_text())
     assert pretrained["method"] == "bpr" and pretrained["best_epoch"] >= 1
-    stamp = (tmp_path / "pretrained" / "lastfm-mf-s0" / "results.json").stat().st_mtime
+    stamp = (pretrained_run / "results.json").stat().st_mtime
     train_and_evaluate(dataclasses.replace(cfg, out=str(tmp_path / "dvr2")))
-    assert (tmp_path / "pretrained" / "lastfm-mf-s0" / "results.json").stat().st_mtime == stamp
+    assert (pretrained_run / "results.json").stat().st_mtime == stamp  # reused, not retrained
+    train_and_evaluate(dataclasses.replace(cfg, out=str(tmp_path / "dvr3"), split_seed=7))
+    assert len(list((tmp_path / "pretrained").iterdir())) == 2  # another split never reuses it

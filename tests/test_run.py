@@ -57,6 +57,8 @@ def test_existing_run_needs_resume_or_overwrite(real_data_dir, tmp_path, capsys)
         (["--dataset", "no-such-set"], "known"),
         (["--resume"], "no checkpoint"),
         (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--backbone", "nope"], "unknown backbone"),
+        (["--warm-start", "/nonexistent/run", "--method", "bpr"], "no BPR checkpoint"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(real_data_dir, tmp_path, capsys, argv, message):
@@ -167,3 +169,4 @@ def test_the_cli_builds_every_backbone(real_data_dir, backbone):
     params = components.method.init(jax.random.key(0)).params
     feats = components.backbone.pair_features(params, *(jnp.zeros((2,), jnp.int32),) * 3)
     assert feats.shape == (2, 96 if backbone == "neumf" else 48)
+

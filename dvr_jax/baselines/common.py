@@ -17,7 +17,8 @@ import jax.numpy as jnp
 
 from dvr_jax import losses, sampler
 from dvr_jax.backbones.base import Backbone, Graph, Reps
-from dvr_jax.state import LearnerState, make_adam
+from dvr_jax.state import LearnerState
+from dvr_jax.train import make_learner_init  # noqa: F401  (re-exported for the baselines)
 from dvr_jax.typing import Array, Params, PRNGKey
 
 WeightsFn = Callable[[Array, Array, Array], Array]
@@ -35,18 +36,6 @@ class BaselineData(NamedTuple):
     train: sampler.TrainArrays
     graph: Graph
     aux: dict[str, Any]
-
-
-def make_learner_init(
-    backbone: Backbone, *, learning_rate: float = 1e-3, init_params: Params | None = None
-) -> Callable[[PRNGKey], LearnerState]:
-    """`init(key) -> LearnerState`: Adam with the backbone's coupled weight decay, optionally warm."""
-
-    def init(key: PRNGKey) -> LearnerState:
-        params = backbone.init(key) if init_params is None else init_params
-        return LearnerState.create(params, make_adam(learning_rate, backbone.weight_decay))
-
-    return init
 
 
 def score_triplets(
