@@ -88,6 +88,7 @@ def main() -> None:
     emit({
         "bench": "train_step", "dataset": args.dataset, "backbone": args.backbone, "method": args.method,
         "options": options, "batch_size": args.batch_size, "samples_per_s": median,
+        **({"reward": args.reward, "reward_interval": args.reward_interval} if args.method == "dvr" else {}),
         "step_ms": 1e3 * args.batch_size / median,
         "compile_s": compile_seconds, "peak_rss_mb": peak_rss_mb(), "train_pairs": train.n_pairs,
     })  # fmt: skip

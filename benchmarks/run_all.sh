@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 DATA="${1:-../shared/data}"
 OUT="${2:-benchmarks/results.jsonl}"
 run() {
-  echo "== $*" >&2
-  python "$@" | tee /dev/stderr | tail -n 1 >> "$OUT"
+  echo "== $*"
+  python "$@" > "$OUT.part"
+  cat "$OUT.part"
+  tail -n 1 "$OUT.part" >> "$OUT"
+  rm -f "$OUT.part"
 }
 run benchmarks/bench_train_step.py --dataset gowalla --backbone mf --method bpr --batch-size 5000 --data-dir "$DATA"
 run benchmarks/bench_eval.py --dataset gowalla --data-dir "$DATA"
