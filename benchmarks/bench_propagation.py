@@ -32,7 +32,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.experimental import sparse  # noqa: E402
 
 from benchmarks.common import emit, peak_rss_mb  # noqa: E402
 from dvr_jax.backbones import propagation  # noqa: E402

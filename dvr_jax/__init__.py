@@ -4,8 +4,6 @@ The public functional primitives (pure functions and NamedTuples of pure functio
 caller jits). Shapes follow the legend in `dvr_jax.typing`.
 """
 
-import types
-
 from dvr_jax.adapter import (
     AdapterState,
     advantage,
@@ -54,7 +52,7 @@ from dvr_jax.valuator import (
     shapley_to_probabilities,
     valuator_features,
 )
-from dvr_jax.typing import Array, Params, PRNGKey
+from dvr_jax.typing import Array, Params
 
 
 def valuator_output(valuator: Valuator, params: Params, feats: Array, present: Array) -> Array:
@@ -86,4 +84,62 @@ def shapley_values(valuator: Valuator, params: Params, feats: Array) -> Array:
     return valuator.shapley(params, feats)
 
 
-__all__ = sorted(n for n, v in globals().items() if not n.startswith("_") and not isinstance(v, types.ModuleType))
+__all__ = [
+    "AdapterState",
+    "BACKBONES",
+    "Backbone",
+    "DVRConfig",
+    "DVRData",
+    "DVRState",
+    "DataError",
+    "Dataset",
+    "EvalArrays",
+    "LearnerState",
+    "RewardData",
+    "StepData",
+    "TrainArrays",
+    "Valuator",
+    "ValuatorOutput",
+    "advantage",
+    "bernoulli_log_prob",
+    "bpr_per_sample",
+    "category_coverage_at_k",
+    "create_backbone_state",
+    "create_dvr_state",
+    "epoch_batches",
+    "evaluate",
+    "evaluate_on_device",
+    "explanation_rows",
+    "exploration_penalty",
+    "gini_index",
+    "init_adapter",
+    "intra_list_distance_at_k",
+    "is_training_positive",
+    "load_dataset",
+    "make_adam",
+    "make_backbone",
+    "make_bpr_step",
+    "make_data_mesh",
+    "make_dvr_step",
+    "make_eval_arrays",
+    "make_popularity",
+    "make_reward_data",
+    "make_reward_fn",
+    "make_train_arrays",
+    "make_valuator",
+    "ndcg_at_k",
+    "policy_loss",
+    "recall_at_k",
+    "recall_norm_at_k",
+    "reduce_loss",
+    "sample_triplets",
+    "sample_uniform_negatives",
+    "select",
+    "shapley_loss_cosine",
+    "shapley_to_probabilities",
+    "shapley_values",
+    "shard_step",
+    "topk_lists",
+    "valuator_features",
+    "valuator_output",
+]

@@ -90,20 +90,22 @@ def create_dvr_state(
     )
 
 
-def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, cfg: DVRConfig = DVRConfig()):
+def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, cfg: DVRConfig | None = None):
     """Builds the DVR step `step(state, key, pair_index, data) -> (state, metrics)`.
 
     Args:
       backbone: any backbone.
       valuator: from `dvr_jax.valuator.make_valuator` (its B must equal the batch size).
       reward_fn: `reward_fn(params, graph, reward_data) -> f32[]` from `dvr_jax.rewards`.
-      cfg: static hyper-parameters.
+      cfg: static hyper-parameters (default `DVRConfig()`).
 
     Returns:
       The pure step; `key` is the run key (the step folds in the backbone step count).
       metrics: scalars (loss, reward, advantage, mean_prob, selected, cosine, null_fraction,
       finite) and per-sample arrays (users, pos_items, neg_items, shapley, probs, mask).
     """
+
+    cfg = DVRConfig() if cfg is None else cfg
 
     def step(state: DVRState, key: PRNGKey, pair_index: Array, data: DVRData):
         k_negative, k_select, k_dropout = jax.random.split(jax.random.fold_in(key, state.backbone.step), 3)

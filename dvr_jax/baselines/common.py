@@ -19,7 +19,7 @@ from dvr_jax import losses, sampler
 from dvr_jax.backbones.base import Backbone, Graph, Reps
 from dvr_jax.state import LearnerState
 from dvr_jax.train import make_learner_init  # noqa: F401  (re-exported for the baselines)
-from dvr_jax.typing import Array, Params, PRNGKey
+from dvr_jax.typing import Array, PRNGKey
 
 WeightsFn = Callable[[Array, Array, Array], Array]
 
