@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from dvr_jax.typing import Array, Params, PRNGKey
@@ -52,3 +53,26 @@ class Backbone(NamedTuple):
     pair_features: Callable[[Reps, Array, Array, Array], Array]
     regularizer: Callable[..., Array]
     weight_decay: float
+
+
+def dot_score_pairs(reps: Reps, users: Array, items: Array, key: PRNGKey | None = None) -> Array:
+    """Inner-product scores `<reps["user"][u], reps["item"][i]>`; f32[B] (no dropout: `key` unused)."""
+    del key
+    return jnp.sum(reps["user"][users] * reps["item"][items], axis=-1)
+
+
+def dot_score_all(reps: Reps, users: Array) -> Array:
+    """Inner-product scores of every item for a chunk of users; f32[C, I]."""
+    return reps["user"][users] @ reps["item"].T
+
+
+def ego_pair_features(params: Params, users: Array, pos: Array, neg: Array) -> Array:
+    """[e_u; e_i; e_j] from the ego tables `params["user"]`, `params["item"]`; f32[B, 3D]."""
+    return jnp.concatenate([params["user"][users], params["item"][pos], params["item"][neg]], axis=-1)
+
+
+def triplet_squared_norm(tables: Params, users: Array, pos: Array, neg: Array) -> Array:
+    """||u||^2 + ||i||^2 + ||j||^2 summed over the batch, from `tables["user"]`, `tables["item"]`; f32[]."""
+    return (
+        jnp.sum(tables["user"][users] ** 2) + jnp.sum(tables["item"][pos] ** 2) + jnp.sum(tables["item"][neg] ** 2)
+    )

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dvr_jax.backbones import propagation
-from dvr_jax.backbones.base import Backbone
+from dvr_jax.backbones.base import Backbone, dot_score_all, dot_score_pairs, ego_pair_features, triplet_squared_norm
 from dvr_jax.typing import Array, Params, PRNGKey
 
 
@@ -66,35 +66,18 @@ def make_lightgcn(
         final = propagation.lightgcn_propagate(graph, ego, n_layers)
         return {"user": final[:n_users], "item": final[n_users:]}
 
-    def score_pairs(reps: Params, users: Array, items: Array, key: PRNGKey | None = None) -> Array:
-        del key
-        return jnp.sum(reps["user"][users] * reps["item"][items], axis=-1)
-
-    def score_all(reps: Params, users: Array) -> Array:
-        return reps["user"][users] @ reps["item"].T
-
-    def pair_features(params: Params, users: Array, pos: Array, neg: Array) -> Array:
-        return jnp.concatenate(
-            [params["user"][users], params["item"][pos], params["item"][neg]], axis=-1
-        )
-
     def regularizer(params: Params, reps: Params, users: Array, pos: Array, neg: Array) -> Array:
         del reps
-        squares = (
-            jnp.sum(params["user"][users] ** 2)
-            + jnp.sum(params["item"][pos] ** 2)
-            + jnp.sum(params["item"][neg] ** 2)
-        )
-        return l2 * 0.5 * squares / users.shape[0]
+        return l2 * 0.5 * triplet_squared_norm(params, users, pos, neg) / users.shape[0]
 
     return Backbone(
         name="lightgcn",
         init=init,
         build_graph=build_graph,
         encode=encode,
-        score_pairs=score_pairs,
-        score_all=score_all,
-        pair_features=pair_features,
+        score_pairs=dot_score_pairs,
+        score_all=dot_score_all,
+        pair_features=ego_pair_features,
         regularizer=regularizer,
         weight_decay=0.0,
     )

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dvr_jax.backbones.base import Backbone
+from dvr_jax.backbones.base import Backbone, dot_score_all, dot_score_pairs, ego_pair_features
 from dvr_jax.typing import Array, Params, PRNGKey
 
 
@@ -52,18 +52,6 @@ def make_mf(
         del graph, key
         return params
 
-    def score_pairs(reps: Params, users: Array, items: Array, key=None) -> Array:
-        del key
-        return jnp.sum(reps["user"][users] * reps["item"][items], axis=-1)
-
-    def score_all(reps: Params, users: Array) -> Array:
-        return reps["user"][users] @ reps["item"].T
-
-    def pair_features(params: Params, users: Array, pos: Array, neg: Array) -> Array:
-        return jnp.concatenate(
-            [params["user"][users], params["item"][pos], params["item"][neg]], axis=-1
-        )
-
     def regularizer(params, reps, users, pos, neg) -> Array:
         del params, reps, users, pos, neg
         return jnp.zeros((), jnp.float32)
@@ -73,9 +61,9 @@ def make_mf(
         init=init,
         build_graph=build_graph,
         encode=encode,
-        score_pairs=score_pairs,
-        score_all=score_all,
-        pair_features=pair_features,
+        score_pairs=dot_score_pairs,
+        score_all=dot_score_all,
+        pair_features=ego_pair_features,
         regularizer=regularizer,
         weight_decay=weight_decay,
     )

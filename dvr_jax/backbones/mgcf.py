@@ -52,7 +52,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from dvr_jax.backbones import propagation
-from dvr_jax.backbones.base import Backbone
+from dvr_jax.backbones.base import Backbone, dot_score_all, dot_score_pairs, ego_pair_features, triplet_squared_norm
 from dvr_jax.typing import Array, Params, PRNGKey
 
 _NO_COLUMN = np.iinfo(np.int64).max
@@ -237,26 +237,9 @@ def make_mgcf(
             "item": _fuse(hid_item, mge_item, ego_item),
         }
 
-    def score_pairs(reps: Params, users: Array, items: Array, key: PRNGKey | None = None) -> Array:
-        del key  # dropout lives in `encode`
-        return jnp.sum(reps["user"][users] * reps["item"][items], axis=-1)
-
-    def score_all(reps: Params, users: Array) -> Array:
-        return reps["user"][users] @ reps["item"].T
-
-    def pair_features(params: Params, users: Array, pos: Array, neg: Array) -> Array:
-        return jnp.concatenate(
-            [params["user"][users], params["item"][pos], params["item"][neg]], axis=-1
-        )
-
     def regularizer(params: Params, reps: Params, users: Array, pos: Array, neg: Array) -> Array:
-        del params
-        squares = (
-            jnp.sum(reps["user"][users] ** 2)
-            + jnp.sum(reps["item"][pos] ** 2)
-            + jnp.sum(reps["item"][neg] ** 2)
-        )
-        total = l2 * 0.5 * squares
+        del params  # L2 on the final batch representations (dropout lives in `encode`)
+        total = l2 * 0.5 * triplet_squared_norm(reps, users, pos, neg)
         return total / users.shape[0] if reg_reduction == "mean" else total
 
     return Backbone(
@@ -264,9 +247,9 @@ def make_mgcf(
         init=init,
         build_graph=build_graph,
         encode=encode,
-        score_pairs=score_pairs,
-        score_all=score_all,
-        pair_features=pair_features,
+        score_pairs=dot_score_pairs,
+        score_all=dot_score_all,
+        pair_features=ego_pair_features,
         regularizer=regularizer,
         weight_decay=0.0,
     )
