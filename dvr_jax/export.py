@@ -7,28 +7,18 @@ leaves a half-written file behind.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 from typing import Any, Iterable
 
 import numpy as np
 
+from dvr_jax.data.atomic import write_bytes_atomic
 from dvr_jax.data.dataset import Dataset
 
 
 def write_atomic(path: str | pathlib.Path, text: str) -> None:
     """Writes `text` to `path` atomically (temp file in the same directory + rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, text.encode())
 
 
 def write_json(path: str | pathlib.Path, obj: Any) -> None:

@@ -11,18 +11,17 @@ speed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import io
 import json
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dvr_jax.data.atomic import write_bytes_atomic
 from dvr_jax.data.dataset import Dataset
 
 CACHE_VERSION = 1
@@ -72,23 +71,11 @@ def save(path: Path, dataset: Dataset) -> bool:
     Returns:
       True when written; False (with a warning) when the cache folder is not writable.
     """
+    buffer = io.BytesIO()
+    np.savez(buffer, **_to_arrays(dataset))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".part"
-        )
+        write_bytes_atomic(path, buffer.getvalue())
     except OSError as err:
-        warnings.warn(
-            f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2
-        )
-        return False
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **_to_arrays(dataset))
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         warnings.warn(
             f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2
         )

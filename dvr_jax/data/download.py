@@ -18,13 +18,13 @@ import contextlib
 import hashlib
 import io
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from dvr_jax.data.atomic import write_bytes_atomic
 from dvr_jax.data.errors import DataError
 from dvr_jax.data.preprocess import unique_pairs
 from dvr_jax.data.registry import (
@@ -120,19 +120,6 @@ def verify(spec: FileSpec, data: bytes, source: str) -> None:
     )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` via a temporary file in its folder and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def fetch_files(
     spec: DatasetSpec,
     files: Sequence[FileSpec],
@@ -179,7 +166,7 @@ def fetch_files(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for f in files:
-            write_atomic(folder / f.name, contents[f.name])
+            write_bytes_atomic(folder / f.name, contents[f.name])
     except OSError as err:
         raise DataError(
             missing_message(spec, folder, files, f"cannot write: {err}")
