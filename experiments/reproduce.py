@@ -1,6 +1,6 @@
 """Regenerates the paper's Tables 2-4 and Figure 2 on the datasets we have.
 
-    python experiments/reproduce.py table2   [--seeds 0 1 2] [--datasets lastfm ml-100k] [run flags...]
+    python experiments/reproduce.py table2   [--seeds 0 1 2] [--datasets lastfm ml-100k] [--backbones mf] [run flags...]
     python experiments/reproduce.py table3   # diversity: BPR vs DVR-CC vs DVR-ILD (ml-100k genres)
     python experiments/reproduce.py table4   # fairness: BPR vs DVR-Gini (lastfm)
     python experiments/reproduce.py figure2  # cos(Shapley, -loss) per 2-epoch window, DVR-Loss
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("target", choices=[*GRIDS, "figure2"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--datasets", nargs="+")
+    p.add_argument("--backbones", nargs="+", help="a subset of the table's backbones (default: all of them)")
     p.add_argument("--out")
     args, passthrough = p.parse_known_args(argv)
     out = pathlib.Path(args.out or f"runs/paper/{args.target}")
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = GRIDS[args.target]
     datasets = args.datasets or grid["datasets"]
     return tables.main([
-        "--datasets", *datasets, "--backbones", *grid["backbones"], "--methods", *grid["methods"],
+        "--datasets", *datasets, "--backbones", *(args.backbones or grid["backbones"]), "--methods", *grid["methods"],
         "--rewards", *grid["rewards"], "--metrics", *grid["metrics"], "--seeds", *map(str, args.seeds),
         "--out", str(out), *passthrough,
     ])  # fmt: skip
