@@ -41,7 +41,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--embed-dim", type=int, default=64, help="backbone dim D (F = 3D + 1)"
     )
-    parser.add_argument("--variant", default="G", choices=["G", "F", "P", "C_compat"])
+    parser.add_argument("--valuator", default="sample", choices=["sample", "slot"],
+                        help="sample: the sample game (default); slot: the paper's Harsanyi net")
+    parser.add_argument("--variant", default="G", choices=["G", "F", "P", "C_compat"], help="slot valuator variant")
     parser.add_argument(
         "--children-init", default="random", choices=["random", "cover"]
     )
@@ -86,15 +88,18 @@ def main() -> None:
     feats = 0.1 * jax.random.normal(k_feats, (args.batch_size, n_feats), jnp.float32)
     losses = jax.nn.softplus(feats[:, -1] * 10.0)
     feats = feats.at[:, -1].set(losses)
-    h_dim = 1 if args.variant == "P" else args.h_dim
-    valuator = make_valuator(
-        h_dim=h_dim,
-        width=args.hidden,
-        num_layers=args.layers,
-        variant=args.variant,
-        children_init=args.children_init,
-        encoder="paper" if args.variant == "P" else "code",
-    )
+    if args.valuator == "sample":
+        valuator = make_valuator("sample")
+    else:
+        valuator = make_valuator(
+            "slot",
+            h_dim=1 if args.variant == "P" else args.h_dim,
+            width=args.hidden,
+            num_layers=args.layers,
+            variant=args.variant,
+            children_init=args.children_init,
+            encoder="paper" if args.variant == "P" else "code",
+        )
     start = time.perf_counter()
     params = jax.block_until_ready(jax.jit(valuator.init)(k_init, feats))
     init_s = time.perf_counter() - start
@@ -138,9 +143,10 @@ def main() -> None:
         f" jax {jax.__version__}"
     )
     print(
-        f"config: B={args.batch_size} M={args.hidden} L={args.layers} h={h_dim} "
-        f"F={n_feats} variant={args.variant} children_init={args.children_init} "
-        f"params={n_params:,}"
+        f"config: valuator={args.valuator} B={args.batch_size} F={n_feats} "
+        + (f"M={args.hidden} L={args.layers} h={args.h_dim} variant={args.variant} "
+           f"children_init={args.children_init} " if args.valuator == "slot" else "")
+        + f"params={n_params:,}"
     )
     print(f"init (jit, incl. compile):          {init_s:8.3f} s")
     rows = [
@@ -156,7 +162,8 @@ def main() -> None:
         )
     print(f"efficiency |sum(phi) - y_G| = {efficiency_gap:.2e} (float32)")
     print(
-        f"null-player fraction {float(out.null_fraction):.4f}, "
+        f"null-player fraction {float(out.null_fraction):.4f}, zero values "
+        f"{float(out.zero_fraction):.4f}, tied values {float(out.tied_fraction):.4f}, "
         f"active units {float(out.active_fraction):.3f}, peak RSS {peak_mb:.0f} MB"
     )
     print(
@@ -166,7 +173,8 @@ def main() -> None:
                 "batch_size": args.batch_size,
                 "hidden": args.hidden,
                 "layers": args.layers,
-                "h_dim": h_dim,
+                "valuator": args.valuator,
+                "h_dim": args.h_dim if args.valuator == "slot" else 32,
                 "feature_dim": n_feats,
                 "variant": args.variant,
                 "children_init": args.children_init,
@@ -187,6 +195,8 @@ def main() -> None:
                 "peak_rss_mb": peak_mb,
                 "efficiency_gap": efficiency_gap,
                 "null_fraction": float(out.null_fraction),
+                "zero_fraction": float(out.zero_fraction),
+                "tied_fraction": float(out.tied_fraction),
                 "active_fraction": float(out.active_fraction),
                 "jax": jax.__version__,
                 "backend": jax.default_backend(),

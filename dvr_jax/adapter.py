@@ -32,16 +32,22 @@ class AdapterState(NamedTuple):
       baseline: f32[] b_t, EMA of past rewards.
       second_moment: f32[] EMA of (R - b)^2, the advantage scale.
       count: i32[] rewards seen so far.
+      start_reward: f32[] reward at the start of the current accumulation window (the
+        `delta` estimator's pre-step reward when the valuator updates every k > 1 steps).
     """
 
     baseline: Array
     second_moment: Array
     count: Array
+    start_reward: Array
 
 
 def init_adapter() -> AdapterState:
     """Baseline state before the first reward."""
-    return AdapterState(jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+    def zero():
+        return jnp.zeros((), jnp.float32)  # distinct buffers: the state is donated
+
+    return AdapterState(zero(), zero(), jnp.zeros((), jnp.int32), zero())
 
 
 def select(key: PRNGKey, probs: Array, *, max_redraws: int = 100) -> Array:
@@ -100,7 +106,7 @@ def advantage(state: AdapterState, reward: Array, *, window: float = 20.0, norma
     scale = jnp.sqrt(jnp.maximum(state.second_moment, 1e-12))
     use_scale = normalize & (state.count >= window)
     adv = jnp.where(use_scale, centred / scale, centred)
-    new_state = AdapterState(
+    new_state = state._replace(
         baseline=baseline + centred / window,
         second_moment=jnp.where(first, 0.0, state.second_moment + (centred**2 - state.second_moment) / window),
         count=state.count + 1,
@@ -124,3 +130,47 @@ def exploration_penalty(probs: Array, *, low: float = 0.1, high: float = 0.9) ->
     """DVRL's band on the mean selection probability: ReLU(mean p - high) + ReLU(low - mean p)."""
     mean = jnp.mean(probs)
     return jax.nn.relu(mean - high) + jax.nn.relu(low - mean)
+
+
+ESTIMATORS = ("ema", "counterfactual", "loo", "delta", "none")
+
+
+def loo_advantages(rewards: Array) -> Array:
+    """Leave-one-out advantages A_k = R_k - mean_{j != k} R_j of K >= 2 rewards; f32[K].
+
+    The K masks are drawn independently from the same policy, so the baseline of mask k
+    (the mean reward of the others) is independent of it and the estimator is unbiased.
+    """
+    k = rewards.shape[0]
+    return rewards - (jnp.sum(rewards) - rewards) / (k - 1)
+
+
+def scaled_advantage(
+    state: AdapterState, raw: Array, *, window: float = 20.0, normalize: bool = True
+) -> tuple[Array, AdapterState]:
+    """Divides raw advantages by the running RMS of *earlier* ones, and updates that RMS.
+
+    Used by the counterfactual, leave-one-out and delta estimators, whose raw advantages
+    already have a baseline. The scale is computed before `raw` is seen, so it only
+    rescales the step (unbiasedness is kept); it is applied once `window` steps have
+    been seen, so a tiny early scale cannot blow the advantage up.
+
+    Args:
+      state: adapter state (its `second_moment` is the EMA of raw**2).
+      raw: f32[] or f32[K] raw advantages of this step.
+      window: EMA window.
+      normalize: divide by the running RMS.
+
+    Returns:
+      (advantages with the shape of `raw`, new state).
+    """
+    scale = jnp.sqrt(jnp.maximum(state.second_moment, 1e-12))
+    use_scale = normalize & (state.count >= window)
+    adv = jnp.where(use_scale, raw / scale, raw)
+    first = state.count == 0
+    moment = jnp.mean(jnp.square(raw))
+    new_state = state._replace(
+        second_moment=jnp.where(first, moment, state.second_moment + (moment - state.second_moment) / window),
+        count=state.count + 1,
+    )
+    return adv, new_state

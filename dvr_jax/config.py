@@ -59,7 +59,14 @@ class RunConfig:
     reward_interval: int = 1
     weight_mode: str = "sample"
     pg_mode: str = "reinforce"
-    h_dim: int | None = None  # None: 10, or 50 for the cc / ild rewards
+    valuator: str = "sample"  # "sample" (the sample game, default) or "slot" (the paper's Variant G)
+    estimator: str = "loo"  # ema | counterfactual | loo | delta | none
+    num_masks: int = 4  # K masks of the loo estimator
+    mse_target: str = "coalition"  # or "batch" (the paper: only the full batch)
+    influence: bool = True  # compute the first-order validation influence of every triplet
+    interaction_rank: int = 8  # sample game: rank of the interaction dividends
+    max_order: int = 2  # sample game: highest interaction order
+    h_dim: int | None = None  # None: 32 for the sample game; 10 (50 for cc / ild) for the slot valuator
     harsanyi_width: int = 100
     harsanyi_layers: int = 2
     children_init: str = "random"
@@ -98,7 +105,7 @@ class RunConfig:
         defaults = {
             "batch_size": 1000 if (self.method == "dvr" and self.reward == "loss") else 5000,
             "warm_start": "auto" if self.method == "dvr" else "none",
-            "h_dim": 50 if self.reward in ("cc", "ild") else 10,
+            "h_dim": 32 if self.valuator == "sample" else (50 if self.reward in ("cc", "ild") else 10),
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -109,6 +116,20 @@ class RunConfig:
             raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
         if self.weight_mode not in ("sample", "dot"):
             raise ConfigError(f"weight_mode must be 'sample' or 'dot', got {self.weight_mode!r}")
+        choices = {"valuator": ("sample", "slot"), "estimator": ("ema", "counterfactual", "loo", "delta", "none"),
+                   "mse_target": ("coalition", "batch")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.method == "dvr":
+            from dvr_jax.dvr import DVRConfig, check_config  # noqa: PLC0415
+
+            try:
+                check_config(DVRConfig(estimator=self.estimator, num_masks=self.num_masks, mse_target=self.mse_target,
+                                       reward_interval=self.reward_interval, weight_mode=self.weight_mode,
+                                       pg_mode=self.pg_mode))  # fmt: skip
+            except ValueError as err:
+                raise ConfigError(str(err)) from err
         if self.pg_mode not in ("reinforce", "code"):
             raise ConfigError(f"pg_mode must be 'reinforce' or 'code', got {self.pg_mode!r}")
         if not 0.0 < self.reward_fraction <= 1.0:
@@ -122,7 +143,8 @@ class RunConfig:
         if self.eval_chunk is not None and self.eval_chunk < 1:
             raise ConfigError(f"eval_chunk must be >= 1, got {self.eval_chunk}")
         for name in ("epochs", "batch_size", "valid_interval", "checkpoint_every", "embedding_dim",
-                     "reward_k", "reward_interval", "h_dim", "harsanyi_width", "harsanyi_layers"):
+                     "reward_k", "reward_interval", "h_dim", "harsanyi_width", "harsanyi_layers",
+                     "num_masks", "interaction_rank", "max_order"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patience is not None and self.patience < 1:

@@ -6,6 +6,7 @@ leaves a half-written file behind.
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 from typing import Any, Iterable
@@ -76,7 +77,8 @@ def export_topk(
 def export_data_values(dataset: Dataset, per_sample: dict[str, np.ndarray], path: str | pathlib.Path) -> None:
     """Writes one epoch's per-sample data values as TSV with original ids.
 
-    Columns: `step user pos_item neg_item shapley prob selected` (step within the epoch).
+    Columns: `step user pos_item neg_item shapley prob selected influence` (step within the
+    epoch; influence: the triplet's first-order influence on the validation loss).
 
     Args:
       dataset: for the id mappings.
@@ -87,7 +89,7 @@ def export_data_values(dataset: Dataset, per_sample: dict[str, np.ndarray], path
     write_atomic(
         path,
         _tsv(
-            "step\tuser\tpos_item\tneg_item\tshapley\tprob\tselected",
+            "step\tuser\tpos_item\tneg_item\tshapley\tprob\tselected\tinfluence",
             [
                 np.repeat(np.arange(steps), batch),
                 dataset.user_ids[per_sample["users"].reshape(-1)],
@@ -96,6 +98,42 @@ def export_data_values(dataset: Dataset, per_sample: dict[str, np.ndarray], path
                 [f"{v:.6g}" for v in per_sample["shapley"].reshape(-1)],
                 [f"{v:.6g}" for v in per_sample["probs"].reshape(-1)],
                 per_sample["mask"].reshape(-1).astype(int),
+                [f"{v:.6g}" for v in per_sample["influence"].reshape(-1)],
             ],
         ),
     )
+
+
+def export_pair_values(dataset: Dataset, train, pairs, path: str | pathlib.Path) -> None:
+    """Writes each training pair's mean value over the run as `pair_values.npz` and `.tsv`.
+
+    Arrays (aligned, one row per training pair in (user, item) order): `users`, `items`
+    (internal ids), `value` (mean Shapley value over the pair's visits), `prob` (mean
+    selection probability), `influence` (mean first-order validation influence) and
+    `visits` (batches the pair was in; means are NaN where it is 0). The TSV beside it
+    has the same columns with the dataset's original ids.
+
+    Args:
+      dataset: for the id mappings.
+      train: `sampler.TrainArrays` of the run (the pair order).
+      pairs: host copy of the run's `dvr.PairValues`.
+      path: the `.npz` file to write.
+    """
+    visits = np.asarray(pairs.visits, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = {name: np.where(visits > 0, np.asarray(getattr(pairs, name), np.float64) / visits, np.nan)
+                 for name in ("value", "prob", "influence")}  # fmt: skip
+    users, items = np.asarray(train.users), np.asarray(train.items)
+    arrays = {"users": users, "items": items, **means, "visits": visits.astype(np.int64)}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path = pathlib.Path(path)
+    write_bytes_atomic(path, buffer.getvalue())
+    write_atomic(
+        path.with_suffix(".tsv"),
+        _tsv(
+            "user\titem\tvisits\tvalue\tprob\tinfluence",
+            [dataset.user_ids[users], dataset.item_ids[items], arrays["visits"],
+             *([f"{v:.6g}" for v in means[name]] for name in ("value", "prob", "influence"))],
+        ),
+    )  # fmt: skip

@@ -77,7 +77,7 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
         if train_arrays.n_pairs < cfg.batch_size:
             raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
         graph = backbone.build_graph(dataset.train)
-        init_params = _warm_start_params(cfg, backbone)
+        init_params = _warm_start_params(cfg, backbone, full_dataset)
         if cfg.method == "bpr":
             method = make_bpr_method(backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction,
                                      init_params=init_params)  # fmt: skip
@@ -140,8 +140,12 @@ def _baseline_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train
 
 
 def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, init_params):
-    valuator = make_valuator(h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
-                             children_init=cfg.children_init, value_map=cfg.value_map)  # fmt: skip
+    if cfg.valuator == "sample":
+        valuator = make_valuator("sample", h_dim=cfg.h_dim, interaction_rank=cfg.interaction_rank,
+                                 max_order=cfg.max_order, value_map=cfg.value_map)  # fmt: skip
+    else:
+        valuator = make_valuator("slot", h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
+                                 children_init=cfg.children_init, value_map=cfg.value_map)  # fmt: skip
     try:
         reward_data = rewards.make_reward_data(dataset, cfg.reward, train_arrays, fraction=cfg.reward_fraction,
                                                seed=cfg.split_seed, chunk_size=cfg.eval_chunk)  # fmt: skip
@@ -150,11 +154,13 @@ def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arra
     dvr_config = DVRConfig(
         reward=cfg.reward, weight_mode=cfg.weight_mode, pg_mode=cfg.pg_mode, reduction=cfg.reduction,
         alpha_mse=cfg.alpha_mse, alpha_pg=cfg.alpha_pg, lambda_explore=cfg.lambda_explore,
-        baseline_window=cfg.baseline_window, reward_interval=cfg.reward_interval,
+        baseline_window=cfg.baseline_window, reward_interval=cfg.reward_interval, estimator=cfg.estimator,
+        num_masks=cfg.num_masks, mse_target=cfg.mse_target, influence=cfg.influence,
     )  # fmt: skip
     method = make_dvr_method(
         backbone, valuator, rewards.make_reward_fn(backbone, cfg.reward, k=cfg.reward_k), dvr_config,
-        batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, init_params=init_params,
+        batch_size=cfg.batch_size, n_pairs=train_arrays.n_pairs, learning_rate=cfg.learning_rate,
+        init_params=init_params,
         valuator_learning_rate=cfg.valuator_learning_rate, valuator_weight_decay=cfg.valuator_weight_decay,
     )  # fmt: skip
     return method, reward_data
@@ -169,7 +175,7 @@ def _pretrain_config(cfg: RunConfig) -> RunConfig:
                        export=False, epochs=cfg.pretrain_epochs or cfg.epochs)  # fmt: skip
 
 
-def pretrained_dir(cfg: RunConfig) -> pathlib.Path:
+def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Path:
     """Where `warm_start="auto"` keeps its BPR run: keyed by every setting that shapes it.
 
     The key covers the data (dataset, data dir, k-core, split seed), so a warm start never
@@ -179,19 +185,25 @@ def pretrained_dir(cfg: RunConfig) -> pathlib.Path:
     pretrain = _pretrain_config(cfg).to_dict()
     settings = {k: pretrain[k] for k in (*PRETRAIN_KEYS, "epochs", "batch_size")}
     settings["data_dir"] = str(resolve_data_dir(cfg.data_dir).resolve())
+    if dataset is not None:  # the processed data itself (e.g. a dataset with planted pairs)
+        settings["source_hash"] = dataset.source_hash
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     root = pathlib.Path(cfg.out).parent if cfg.out else pathlib.Path("runs")
     return root / "pretrained" / f"{cfg.dataset}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
-def _warm_start_params(cfg: RunConfig, backbone: Backbone):
-    """Backbone params of the validation-selected BPR checkpoint (training it if needed), or None."""
+def _warm_start_params(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
+    """Backbone params of the validation-selected BPR checkpoint (training it if needed), or None.
+
+    The BPR run trains on `dataset` itself, so a dataset passed in by the caller (one with
+    planted pairs, say) is the one the warm start sees.
+    """
     if cfg.warm_start == "none":
         return None
-    source = pretrained_dir(cfg) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
+    source = pretrained_dir(cfg, dataset) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
     if cfg.warm_start == "auto" and not (source / "results.json").exists():
         print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
-        train_and_evaluate(_pretrain_config(cfg).replace(out=str(source)))
+        train_and_evaluate(_pretrain_config(cfg).replace(out=str(source)), dataset)
     if not (source / "checkpoints" / "best").is_dir():
         raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
     like = make_bpr_method(backbone).init(jax.random.key(0))
@@ -245,7 +257,7 @@ class _Progress:
         print(text, file=sys.stderr, flush=True)
 
 
-PER_SAMPLE_KEYS = ("users", "pos_items", "neg_items", "shapley", "probs", "mask")
+PER_SAMPLE_KEYS = ("users", "pos_items", "neg_items", "shapley", "probs", "mask", "influence")
 
 
 def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -327,6 +339,10 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[s
     per_sample = {}
     if method.step is not None:
         state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
+        pairs = getattr(state, "pairs", None)  # DVR: running values of every pair over all epochs
+        if pairs is not None:
+            export.export_pair_values(components.dataset, components.data.train, jax.device_get(pairs),
+                                      workdir / "pair_values.npz")  # fmt: skip
         if tracker["best_epoch"] >= 0:
             state, _, _ = checkpoint.restore(best, state)
     params = method.backbone_params(state)

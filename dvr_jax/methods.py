@@ -46,17 +46,23 @@ def make_dvr_method(
     config: dvr.DVRConfig,
     *,
     batch_size: int,
+    n_pairs: int,
     learning_rate: float = 1e-3,
     valuator_learning_rate: float = 1e-3,
     valuator_weight_decay: float = 1e-3,
     init_params: Params | None = None,
 ) -> Method:
-    """DVR: valuator-selected BPR updates with a REINFORCE-trained valuator (`dvr_jax.dvr`)."""
+    """DVR: valuator-selected BPR updates with a REINFORCE-trained valuator (`dvr_jax.dvr`).
+
+    `n_pairs` sizes the per-pair running values; `batch_size` the valuator's init batch.
+    """
+    dvr.check_config(config)
 
     def init(key: PRNGKey) -> dvr.DVRState:
         return dvr.create_dvr_state(
-            key, backbone, valuator, batch_size, backbone_params=init_params, learning_rate=learning_rate,
-            valuator_learning_rate=valuator_learning_rate, valuator_weight_decay=valuator_weight_decay,
+            key, backbone, valuator, batch_size, n_pairs=n_pairs, backbone_params=init_params,
+            learning_rate=learning_rate, valuator_learning_rate=valuator_learning_rate,
+            valuator_weight_decay=valuator_weight_decay, accumulate=config.reward_interval > 1,
         )  # fmt: skip
 
     return Method("dvr", init, dvr.make_dvr_step(backbone, valuator, reward_fn, config), lambda s: s.backbone.params)

@@ -33,7 +33,9 @@ class RewardData(NamedTuple):
     Attributes:
       eval_arrays: chunked validation arrays of the reward users (ranking rewards) or None.
       item_categories: f32[I, n_cat] (cc, ild) or None.
-      users, pos_items, neg_items: i32[Q] fixed validation triplets (loss reward) or None.
+      users, pos_items, neg_items: i32[Q] fixed validation triplets: each validation pair
+        with one uniform negative, drawn once (the loss reward and the influence ground
+        truth read them).
     """
 
     eval_arrays: EvalArrays | None
@@ -66,10 +68,12 @@ def make_reward_data(
     Returns:
       RewardData.
     """
+    # The fixed validation triplets: the loss reward's set and the influence ground truth.
+    users = jnp.asarray(dataset.valid[:, 0], jnp.int32)
+    negatives = sampler.sample_uniform_negatives(jax.random.key(seed), train, users)
+    triplets = (users, jnp.asarray(dataset.valid[:, 1], jnp.int32), negatives)
     if reward == "loss":
-        users = jnp.asarray(dataset.valid[:, 0], jnp.int32)
-        negatives = sampler.sample_uniform_negatives(jax.random.key(seed), train, users)
-        return RewardData(None, None, users, jnp.asarray(dataset.valid[:, 1], jnp.int32), negatives)
+        return RewardData(None, None, *triplets)
     if reward not in RANKING_REWARDS:
         raise ValueError(f"unknown reward {reward!r}; known: loss, {', '.join(RANKING_REWARDS)}")
     if reward in ("cc", "ild") and dataset.item_categories is None:
@@ -77,7 +81,7 @@ def make_reward_data(
     valid_only = dataclasses.replace(dataset, test=np.zeros((0, 2), np.int32))  # test never reaches rewards
     arrays = make_eval_arrays(valid_only, "valid", chunk_size=chunk_size, users=reward_users(dataset, fraction, seed))
     categories = None if reward not in ("cc", "ild") else jnp.asarray(dataset.item_categories, jnp.float32)
-    return RewardData(arrays, categories, None, None, None)
+    return RewardData(arrays, categories, *triplets)
 
 
 def make_reward_fn(backbone: Backbone, reward: str, *, k: int = 20) -> Callable[[Params, Graph, RewardData], Array]:

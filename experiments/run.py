@@ -68,7 +68,18 @@ def parser() -> argparse.ArgumentParser:
     dvr.add_argument("--reward-interval", type=int, help="valuator update every N steps")
     dvr.add_argument("--weight-mode", choices=("sample", "dot"))
     dvr.add_argument("--pg-mode", choices=("reinforce", "code"))
-    dvr.add_argument("--h-dim", type=int, help="encoder output width (default 10; 50 for cc/ild)")
+    dvr.add_argument("--valuator", choices=("sample", "slot"),
+                     help="sample: the sample game (default); slot: the paper's slot-indexed Harsanyi net")
+    dvr.add_argument("--estimator", choices=("ema", "counterfactual", "loo", "delta", "none"),
+                     help="REINFORCE advantage (default loo)")
+    dvr.add_argument("--num-masks", type=int, help="masks K of the loo estimator (default 4)")
+    dvr.add_argument("--mse-target", choices=("coalition", "batch"), help="valuator MSE on the trained coalitions "
+                     "(default) or on the full batch only (the paper)")
+    dvr.add_argument("--no-influence", dest="influence", action="store_false", default=None,
+                     help="skip the per-triplet validation influence")
+    dvr.add_argument("--interaction-rank", type=int, help="sample game: rank of the interactions (default 8)")
+    dvr.add_argument("--max-order", type=int, help="sample game: highest interaction order (default 2)")
+    dvr.add_argument("--h-dim", type=int, help="encoder output width (default 32; slot valuator 10, 50 for cc/ild)")
     dvr.add_argument("--harsanyi-width", type=int)
     dvr.add_argument("--harsanyi-layers", type=int)
     dvr.add_argument("--children-init", choices=("random", "cover"))

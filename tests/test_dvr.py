@@ -1,36 +1,47 @@
-"""The jitted DVR step: masked update, valuator update, compile once, jit == no-jit."""
+"""The jitted DVR step: masked update, estimators, accumulation, pair values, compile once."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from dvr_jax import dvr, losses, rewards, sampler
+from dvr_jax import adapter, dvr, losses, rewards, sampler, train
 from dvr_jax.backbones import make_backbone
-from dvr_jax.valuator import make_valuator
+from dvr_jax.state import LearnerState
+from dvr_jax.valuator import make_valuator, valuator_features
 from tests.helpers import count_compilations, tiny_dataset
 
 BATCH = 32
 
 
-def _setup(rng, reward="recall", backbone_name="mf", **config):
+def _valuator(kind):
+    if kind == "slot":
+        return make_valuator("slot", h_dim=4, width=8, encoder_hidden=(16, 8))
+    return make_valuator("sample", h_dim=4, encoder_hidden=(16,), interaction_rank=3)
+
+
+def _setup(rng, reward="recall", backbone_name="mf", kind="sample", **config):
     dataset = tiny_dataset(rng)
     backbone = make_backbone(backbone_name, dataset.n_users, dataset.n_items, dim=8)
     arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
-    valuator = make_valuator(h_dim=4, width=8, encoder_hidden=(16, 8))
+    valuator = _valuator(kind)
     reward_data = rewards.make_reward_data(dataset, reward, arrays, fraction=0.5, seed=0, chunk_size=8)
-    step = dvr.make_dvr_step(backbone, valuator, rewards.make_reward_fn(backbone, reward, k=5),
-                             dvr.DVRConfig(reward=reward, **config))  # fmt: skip
-    state = dvr.create_dvr_state(jax.random.key(0), backbone, valuator, BATCH)
+    reward_fn = rewards.make_reward_fn(backbone, reward, k=5)
+    cfg = dvr.DVRConfig(reward=reward, **config)
+    step = dvr.make_dvr_step(backbone, valuator, reward_fn, cfg)
+    state = dvr.create_dvr_state(jax.random.key(0), backbone, valuator, BATCH, n_pairs=arrays.n_pairs,
+                                 accumulate=cfg.reward_interval > 1)  # fmt: skip
     data = dvr.DVRData(arrays, backbone.build_graph(dataset.train), reward_data)
     batches = sampler.epoch_batches(jax.random.key(1), arrays.n_pairs, BATCH)
-    return backbone, step, state, data, batches
+    return backbone, valuator, reward_fn, step, state, data, batches
 
 
-def test_backbone_update_uses_only_the_selected_samples(rng):
-    backbone, step, state, data, batches = _setup(rng)
+@pytest.mark.parametrize("estimator", ["loo", "ema"])
+def test_backbone_update_uses_only_the_first_mask(rng, estimator):
+    backbone, _, _, step, state, data, batches = _setup(rng, estimator=estimator)
     new_state, metrics = step(state, jax.random.key(2), batches[0], data)
     mask = metrics["mask"]
     assert 0 < float(mask.sum()) < BATCH and bool(metrics["finite"])
@@ -44,35 +55,128 @@ def test_backbone_update_uses_only_the_selected_samples(rng):
     np.testing.assert_allclose(new_state.backbone.params["user"], expected.params["user"], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("kind", ["sample", "slot"])
 @pytest.mark.parametrize("reward", ["recall", "loss", "gini"])
-def test_valuator_and_baseline_update_every_step(rng, reward):
-    _, step, state, data, batches = _setup(rng, reward=reward)
+def test_valuator_and_adapter_update_every_step(rng, reward, kind):
+    _, _, _, step, state, data, batches = _setup(rng, reward=reward, kind=kind)
     new_state, metrics = step(state, jax.random.key(2), batches[0], data)
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.valuator.params, new_state.valuator.params)
-    assert any(jax.tree.leaves(changed["encoder"])) and any(jax.tree.leaves(changed["harsanyi"]))
-    assert int(new_state.adapter.count) == 1 and float(new_state.adapter.baseline) == float(metrics["reward"])
-    assert np.isfinite(float(metrics["reward"]))
+    for part, subtree in changed.items():
+        if part != "offset":
+            assert any(jax.tree.leaves(subtree)), part
+    assert int(new_state.adapter.count) == 1 and np.isfinite(float(metrics["reward"]))
     if reward == "gini":
         assert 0.0 <= float(metrics["reward"]) <= 1.0
 
 
-def test_reward_interval_skips_the_valuator_update(rng):
-    _, step, state, data, batches = _setup(rng, reward_interval=2)
-    state, first = step(state, jax.random.key(2), batches[0], data)  # step 0: update
-    before = state.valuator.params
-    state, second = step(state, jax.random.key(2), batches[1], data)  # step 1: skipped
-    assert int(state.adapter.count) == 1 and float(second["reward"]) == 0.0
-    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), before, state.valuator.params)))
+def test_loo_advantage_is_the_leave_one_out_of_k_hypothetical_steps(rng):
+    backbone, valuator, reward_fn, step, state, data, batches = _setup(rng, estimator="loo", num_masks=3)
+    key = jax.random.key(2)
+    _, metrics = step(state, key, batches[0], data)
+    # Rebuild the three masks and rewards by hand from the same keys and probabilities.
+    _, k_select, k_dropout = jax.random.split(jax.random.fold_in(key, state.backbone.step), 3)
+    masks = jax.vmap(adapter.select, in_axes=(0, None))(jax.random.split(k_select, 3), metrics["probs"])
+    np.testing.assert_array_equal(masks[0], metrics["mask"])
+    u, i, j = metrics["users"], metrics["pos_items"], metrics["neg_items"]
+
+    def reward_after(mask):
+        grads = jax.grad(lambda p: jnp.sum(mask * train.per_sample_bpr(p, backbone, data.graph, u, i, j, k_dropout)[0])
+                         )(state.backbone.params)  # fmt: skip
+        return reward_fn(state.backbone.apply_gradients(grads).params, data.graph, data.reward)
+
+    got = np.array([float(reward_after(m)) for m in masks])
+    np.testing.assert_allclose(float(metrics["reward"]), got[0], rtol=1e-6)
+    expected = got - (got.sum() - got) / 2
+    np.testing.assert_allclose(float(metrics["advantage"]), expected.mean(), rtol=1e-4, atol=1e-7)
+
+
+def test_counterfactual_advantage_is_reward_against_all_selected(rng):
+    backbone, _, reward_fn, step, state, data, batches = _setup(rng, estimator="counterfactual", reward="loss")
+    key = jax.random.key(3)
+    _, metrics = step(state, key, batches[0], data)
+    _, _, k_dropout = jax.random.split(jax.random.fold_in(key, state.backbone.step), 3)
+    u, i, j = metrics["users"], metrics["pos_items"], metrics["neg_items"]
+    grads = jax.grad(lambda p: jnp.sum(train.per_sample_bpr(p, backbone, data.graph, u, i, j, k_dropout)[0]))(
+        state.backbone.params
+    )
+    all_selected = float(reward_fn(state.backbone.apply_gradients(grads).params, data.graph, data.reward))
+    np.testing.assert_allclose(float(metrics["advantage"]), float(metrics["reward"]) - all_selected, rtol=1e-4, atol=1e-6)
+
+
+def test_pair_values_accumulate_by_pair(rng):
+    _, _, _, step, state, data, batches = _setup(rng, estimator="ema")
+    state1, m1 = step(state, jax.random.key(2), batches[0], data)
+    state2, m2 = step(state1, jax.random.key(2), batches[0], data)
+    index = np.asarray(batches[0])
+    pairs = state2.pairs
+    np.testing.assert_array_equal(np.asarray(pairs.visits)[index], 2.0)
+    assert float(jnp.sum(pairs.visits)) == 2 * BATCH
+    np.testing.assert_allclose(np.asarray(pairs.value)[index], np.asarray(m1["shapley"] + m2["shapley"]), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(pairs.influence)[index], np.asarray(m1["influence"] + m2["influence"]),
+                               rtol=1e-5, atol=1e-9)  # fmt: skip
+    assert float(jnp.std(m1["influence"])) > 0.0
+
+
+def test_accumulated_valuator_update_equals_the_gradient_over_the_window(rng):
+    """reward_interval 2: one update from both batches, with one shared reward and advantage."""
+    backbone, valuator, _, step, state, data, batches = _setup(rng, estimator="none", reward_interval=2,
+                                                               lambda_explore=1.0)  # fmt: skip
+    state = state.replace(valuator=LearnerState.create(state.valuator.params, optax.sgd(1.0)))
+    key = jax.random.key(4)
+    state1, m0 = step(state, key, batches[0], data)
+    assert int(state1.adapter.count) == 0 and float(state1.accum.count) == 1.0
+    np.testing.assert_array_equal(state1.valuator.params["offset"], state.valuator.params["offset"])
+    state2, m1 = step(state1, key, batches[1], data)
+    assert int(state2.adapter.count) == 1 and float(state2.accum.count) == 0.0 and bool(m1["reward_due"])
+    reward = m1["reward"]
+    cfg = dvr.DVRConfig()
+
+    def window_loss(vparams):
+        total = 0.0
+        for learner, m in ((state, m0), (state1, m1)):
+            params = learner.backbone.params
+            u, i, j = m["users"], m["pos_items"], m["neg_items"]
+            per_sample = losses.bpr_per_sample(backbone.score_pairs(params, u, i), backbone.score_pairs(params, u, j))
+            feats = valuator_features(backbone.pair_features(params, u, i, j), per_sample)
+            probs = valuator.probabilities(vparams, valuator.forward(vparams, feats).shapley)
+            coalition_value = valuator.output(vparams, feats, m["mask"])
+            total = total + adapter.exploration_penalty(probs)
+            total = total + cfg.alpha_mse * jnp.square(coalition_value - 100.0 * reward)
+            total = total - cfg.alpha_pg * reward * jnp.mean(adapter.bernoulli_log_prob(probs, m["mask"]))
+        return total / 2
+
+    expected = jax.grad(window_loss)(state.valuator.params)
+    got = jax.tree.map(lambda old, new: old - new, state.valuator.params, state2.valuator.params)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), rtol=2e-3, atol=1e-5)
+
+
+def test_delta_estimator_with_accumulation_uses_the_reward_at_the_window_start(rng):
+    _, _, reward_fn, step, state, data, batches = _setup(rng, estimator="delta", reward_interval=2, reward="loss")
+    start = float(reward_fn(state.backbone.params, data.graph, data.reward))
+    state1, _ = step(state, jax.random.key(2), batches[0], data)
+    np.testing.assert_allclose(float(state1.adapter.start_reward), start, rtol=1e-6)
+    _, m1 = step(state1, jax.random.key(2), batches[1], data)
+    np.testing.assert_allclose(float(m1["advantage"]), float(m1["reward"]) - start, rtol=1e-4, atol=1e-6)
 
 
 def test_dot_mode_weights_are_the_probabilities(rng):
-    _, step, state, data, batches = _setup(rng, weight_mode="dot")
+    _, _, _, step, state, data, batches = _setup(rng, weight_mode="dot", estimator="ema")
     _, metrics = step(state, jax.random.key(2), batches[0], data)
     np.testing.assert_allclose(metrics["mask"], metrics["probs"], rtol=1e-6)
 
 
+def test_bad_estimator_combinations_are_rejected():
+    with pytest.raises(ValueError, match="reward every step"):
+        dvr.check_config(dvr.DVRConfig(estimator="loo", reward_interval=3))
+    with pytest.raises(ValueError, match="num_masks"):
+        dvr.check_config(dvr.DVRConfig(estimator="loo", num_masks=1))
+    with pytest.raises(ValueError, match="estimator must be"):
+        dvr.check_config(dvr.DVRConfig(estimator="bogus"))
+
+
 def test_jit_equals_no_jit_and_compiles_once(rng):
-    _, step, state, data, batches = _setup(rng, backbone_name="lightgcn")
+    _, _, _, step, state, data, batches = _setup(rng, backbone_name="lightgcn")
     key = jax.random.key(2)
     eager, eager_metrics = step(state, key, batches[0], data)
     jitted = jax.jit(step, donate_argnums=(0,))

@@ -34,9 +34,15 @@ def test_dvr_runs_end_to_end_for_every_reward(real_data_dir, tmp_path, dataset, 
     if reward in ("cc", "ild"):
         assert {"cc@20", "ild@20"} <= set(results["test"])
     rows = (out / "data_values.tsv").read_text().splitlines()
-    assert rows[0] == "step\tuser\tpos_item\tneg_item\tshapley\tprob\tselected"
+    assert rows[0] == "step\tuser\tpos_item\tneg_item\tshapley\tprob\tselected\tinfluence"
     steps = results["dataset_summary"]["train"] // 2048
     assert len(rows) == 1 + steps * 2048
+    assert {"zero_fraction", "tied_fraction", "spearman_influence"} <= set(log[0])
+    pairs = np.load(out / "pair_values.npz")
+    assert len(pairs["users"]) == results["dataset_summary"]["train"] and pairs["visits"].sum() == steps * 2048
+    visited = pairs["visits"] > 0
+    assert np.all(np.isfinite(pairs["value"][visited])) and np.all(np.isnan(pairs["value"][~visited]))
+    assert (out / "pair_values.tsv").read_text().startswith("user\titem\tvisits\tvalue\tprob\tinfluence\n")
 
 
 def test_test_split_never_reaches_training_or_selection(real_data_dir, tmp_path):

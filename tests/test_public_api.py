@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import dvr_jax
 
@@ -16,8 +17,13 @@ def test_public_names_are_importable():
         assert name in dvr_jax.__all__ and callable(getattr(dvr_jax, name))
 
 
-def test_shapley_values_sum_to_the_full_minus_empty_batch_value(key):
-    valuator = dvr_jax.make_valuator(h_dim=3, width=6, encoder_hidden=(8,), children_init="cover")
+@pytest.mark.parametrize(
+    "kind, options",
+    [("sample", dict(h_dim=3, encoder_hidden=(8,), interaction_rank=2)),
+     ("slot", dict(h_dim=3, width=6, encoder_hidden=(8,), children_init="cover"))],  # fmt: skip
+)
+def test_shapley_values_sum_to_the_full_minus_empty_batch_value(key, kind, options):
+    valuator = dvr_jax.make_valuator(kind, **options)
     feats = jax.random.normal(key, (12, 7))
     params = valuator.init(jax.random.key(1), feats)
     phi = dvr_jax.shapley_values(valuator, params, feats)

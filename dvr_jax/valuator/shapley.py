@@ -183,3 +183,39 @@ def active_unit_fraction(trace: HarsanyiTrace) -> Array:
     diagnostic)."""
     active = jnp.concatenate([(z > 0).astype(z.dtype) for z in trace.activations])
     return jnp.mean(active)
+
+
+def value_statistics(
+    shapley: Array, present: Array | None = None
+) -> tuple[Array, Array]:
+    """Shares of exactly-zero and of tied values among the present samples.
+
+    A sample is tied when its value equals (``==``) the value of at least one *other*
+    present sample. One sort of the B values with absent samples moved to the end, then
+    a comparison of neighbours: O(B log B), jit-able, B static. Absent samples count
+    in neither numerator nor denominator; with no present sample both shares are 0.
+
+    Args:
+      shapley: f[B] per-sample values.
+      present: f[B] or bool[B] presence mask (non-zero = present); None = all present.
+
+    Returns:
+      (zero_fraction f[], tied_fraction f[]), each in [0, 1], dtype of `shapley`.
+    """
+    shapley = jnp.asarray(shapley)
+    mask = (
+        jnp.ones(shapley.shape, bool)
+        if present is None
+        else jnp.asarray(present).astype(bool)
+    )
+    n_present = jnp.maximum(jnp.sum(mask), 1).astype(shapley.dtype)
+    zero = jnp.sum(mask & (shapley == 0)).astype(shapley.dtype) / n_present
+    # Primary key: absent (True sorts last); secondary key: the value.
+    order = jnp.lexsort((shapley, ~mask))
+    values, kept = shapley[order], mask[order]
+    equal_next = (values[1:] == values[:-1]) & kept[1:] & kept[:-1]
+    no_pair = jnp.zeros((1,), bool)
+    tied = jnp.concatenate([equal_next, no_pair]) | jnp.concatenate(
+        [no_pair, equal_next]
+    )
+    return zero, jnp.sum(tied).astype(shapley.dtype) / n_present

@@ -2,17 +2,23 @@
 
 Reference: DVR paper §5.1 (data valuator) and §5.2.1; ALGORITHMS §1 (Variant G default,
 union receptive fields, exact sample-level Shapley values) and Appendix A (defaults).
-`make_valuator` returns a NamedTuple of pure, jit-able functions over one parameter
-pytree `{"encoder": ..., "harsanyi": ..., "offset": f[]}`, so one optax optimizer
-trains all of Lambda. The batch size B is static: it fixes the layer-1 parameter
-shapes at `init`.
+`make_slot_valuator` returns a NamedTuple of pure, jit-able functions over one
+parameter pytree `{"encoder": ..., "harsanyi": ..., "offset": f[]}`, so one optax
+optimizer trains all of Lambda. The batch size B is static: it fixes the layer-1
+parameter shapes at `init`.
+
+This module also defines the types shared by every valuator kind (`ValuatorOutput`,
+`Valuator`) and `parameter_labels`; the default valuator is the sample game
+(`dvr_jax.valuator.sample_game`), and `dvr_jax.valuator.make_valuator` dispatches
+between the kinds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -33,22 +39,31 @@ class ValuatorOutput(NamedTuple):
     Attributes:
       prediction: f[] y_G, the predicted batch performance.
       shapley: f[B] Shapley value of every slot (0 for absent slots).
-      null_fraction: f[] share of slots in no receptive field (structural null players).
-      active_fraction: f[] share of Harsanyi units with a non-zero activation.
+      null_fraction: f[] slot valuator: share of slots in no receptive field
+        (structural null players); sample game: 0 (it has none).
+      active_fraction: f[] slot valuator: share of Harsanyi units with a non-zero
+        activation; sample game: share of present samples with a non-zero first-order
+        term.
+      zero_fraction: f[] share of present samples whose value is exactly 0.
+      tied_fraction: f[] share of present samples whose value equals that of at least
+        one other present sample (`shapley.value_statistics`).
     """
 
     prediction: Array
     shapley: Array
     null_fraction: Array
     active_fraction: Array
+    zero_fraction: Array
+    tied_fraction: Array
 
 
 class Valuator(NamedTuple):
-    """Pure functions of the data valuator (all jit-able; B is static).
+    """Pure functions of a data valuator (all jit-able; B is static per call).
 
     Attributes:
-      init: `init(key, feats f[B, F]) -> params` pytree {"encoder", "harsanyi",
-        "offset"}.
+      init: `init(key, feats f[B, F]) -> params`; slot valuator {"encoder",
+        "harsanyi", "offset"} (B fixed from here on), sample game {"encoder", "game",
+        "offset"} (any B).
       forward: `forward(params, feats f[B, F], present f[B] | None) -> ValuatorOutput`.
       output: `output(params, feats f[B, F], present f[B]) -> f[]` y_G under a presence
         mask.
@@ -58,9 +73,9 @@ class Valuator(NamedTuple):
         probabilities.
       mse_loss: `mse_loss(params, feats f[B, F], target f[], present=None) -> (f[],
         ValuatorOutput)`.
-      trace: `trace(params, feats, present=None) -> HarsanyiTrace` (diagnostics,
-        explanation).
-      module: the underlying `DataValuator` Linen module.
+      trace: `trace(params, feats, present=None)` -> `HarsanyiTrace` (slot) or
+        `SampleGameTrace` (sample game); diagnostics and explanation.
+      module: the underlying Linen module (`DataValuator` or `SampleGame`).
     """
 
     init: Callable[[PRNGKey, Array], Params]
@@ -69,8 +84,8 @@ class Valuator(NamedTuple):
     shapley: Callable[[Params, Array], Array]
     probabilities: Callable[[Params, Array], Array]
     mse_loss: Callable[..., tuple[Array, ValuatorOutput]]
-    trace: Callable[..., HarsanyiTrace]
-    module: DataValuator
+    trace: Callable[..., Any]
+    module: nn.Module
 
 
 def parameter_labels(params: Params, *, freeze_encoder: bool = False) -> Params:
@@ -115,7 +130,7 @@ def _check_options(
         )
 
 
-def make_valuator(
+def make_slot_valuator(
     *,
     encoder: str = "code",
     h_dim: int | None = None,
@@ -138,7 +153,12 @@ def make_valuator(
     gamma_dv: float = 100.0,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Valuator:
-    """Builds the DVR data valuator (defaults: ALGORITHMS Appendix A).
+    """Builds the slot-indexed Harsanyi valuator (defaults: ALGORITHMS Appendix A).
+
+    The paper's reading (Variant G and its F/P/C_compat siblings); slot-indexed, kept
+    for reproduction. Its layer-1 parameters are indexed by batch position, so under
+    randomly permuted batches its values carry no information about the data; the
+    default valuator is `make_sample_valuator`.
 
     Args:
       encoder: "code" (3-layer tanh, default) or "paper" (ReLU -> tanh scalar).
@@ -222,11 +242,16 @@ def make_valuator(
             values = shapley_lib.compat_shapley(tr, n_slots)
         else:
             values = shapley_lib.sample_shapley(tr, n_slots, grouped=grouped)
+        zero_fraction, tied_fraction = shapley_lib.value_statistics(
+            values, _present(feats, present)
+        )
         return ValuatorOutput(
             tr.output,
             values,
             shapley_lib.null_player_fraction(tr, n_slots, grouped=grouped),
             shapley_lib.active_unit_fraction(tr),
+            zero_fraction,
+            tied_fraction,
         )
 
     def output(params: Params, feats: Array, present: Array) -> Array:

@@ -20,7 +20,7 @@ from dvr_jax.valuator import (
     EXPLANATION_DTYPE,
     explanation_rows,
     loss_target,
-    make_valuator,
+    make_slot_valuator,
     metric_target,
     parameter_labels,
     prediction_mse,
@@ -76,7 +76,7 @@ def _feats(seed: int, dtype=np.float32) -> jnp.ndarray:
 
 @pytest.fixture(scope="module")
 def small32():
-    valuator = make_valuator(
+    valuator = make_slot_valuator(
         width=8, act_ratio=0.3, encoder_hidden=(16,), h_dim=3, children_init="cover"
     )
     params = jax.jit(valuator.init)(_key(0), _feats(0))
@@ -97,7 +97,7 @@ EXACT_CONFIGS = {
 def test_valuator_shapley_matches_brute_force(name):
     """`shapley(params, feats)` == enumeration of `output(params, feats, mu_S)`."""
     with jax.enable_x64(True):
-        valuator = make_valuator(
+        valuator = make_slot_valuator(
             width=4, encoder_hidden=(8,), param_dtype=jnp.float64, **EXACT_CONFIGS[name]
         )
         feats = _feats(1, np.float64)
@@ -127,13 +127,17 @@ def test_valuator_shapley_matches_brute_force(name):
         if name.startswith("G"):
             np.testing.assert_allclose(float(out.null_fraction), null.mean())
             assert np.all(phi[null] == 0.0)
+            assert float(out.zero_fraction) >= float(out.null_fraction)
+        assert float(out.zero_fraction) == pytest.approx(np.mean(phi == 0.0))
+        ties = [np.sum(phi == value) > 1 for value in phi]
+        assert float(out.tied_fraction) == pytest.approx(np.mean(ties))
 
 
 def test_absent_slots_get_zero_and_subgame_values():
     """Padding semantics: absent slots get phi = 0, present ones the Shapley value of
     the sub-game on the present slots (both read from one forward pass)."""
     with jax.enable_x64(True):
-        valuator = make_valuator(
+        valuator = make_slot_valuator(
             width=4,
             encoder_hidden=(8,),
             h_dim=3,
@@ -162,11 +166,15 @@ def test_absent_slots_get_zero_and_subgame_values():
         sub = brute_force_shapley(np.asarray(table), int(present.sum()))
         np.testing.assert_allclose(phi[present], sub, atol=1e-12)
         np.testing.assert_allclose(phi.sum(), float(out.prediction), atol=1e-12)
+        kept = phi[present]
+        assert float(out.zero_fraction) == pytest.approx(np.mean(kept == 0.0))
+        ties = [np.sum(kept == value) > 1 for value in kept]
+        assert float(out.tied_fraction) == pytest.approx(np.mean(ties))
 
 
 def test_compat_variant_is_not_the_sample_shapley_value():
     with jax.enable_x64(True):
-        valuator = make_valuator(
+        valuator = make_slot_valuator(
             variant="C_compat",
             width=6,
             encoder_hidden=(8,),
@@ -437,12 +445,12 @@ def test_encoders_are_row_wise():
 
 def test_invalid_options():
     with pytest.raises(ValueError):
-        make_valuator(variant="Z")
+        make_slot_valuator(variant="Z")
     with pytest.raises(ValueError):
-        make_valuator(encoder="paper", h_dim=4)
+        make_slot_valuator(encoder="paper", h_dim=4)
     with pytest.raises(ValueError):
-        make_valuator(variant="P", h_dim=1, const_column=True)
+        make_slot_valuator(variant="P", h_dim=1, const_column=True)
     with pytest.raises(ValueError):
-        make_valuator(value_map="softmax")
+        make_slot_valuator(value_map="softmax")
     with pytest.raises(ValueError):
-        make_valuator(num_layers=3, width=(4, 4))
+        make_slot_valuator(num_layers=3, width=(4, 4))
