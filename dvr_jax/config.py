@@ -64,6 +64,8 @@ class RunConfig:
     num_masks: int = 4  # K masks of the loo estimator
     mse_target: str = "coalition"  # or "batch" (the paper: only the full batch)
     influence: bool = True  # compute the first-order validation influence of every triplet
+    loss_game_weight: float = 1.0  # weight of the loss game (-sum of BPR losses) fitted on random coalitions
+    loss_game_coalitions: int = 16  # random coalitions per step for the loss game
     interaction_rank: int = 8  # sample game: rank of the interaction dividends
     max_order: int = 2  # sample game: highest interaction order
     h_dim: int | None = None  # None: 32 for the sample game; 10 (50 for cc / ild) for the slot valuator
@@ -130,6 +132,8 @@ class RunConfig:
                                        pg_mode=self.pg_mode))  # fmt: skip
             except ValueError as err:
                 raise ConfigError(str(err)) from err
+        if not self.loss_game_weight >= 0:
+            raise ConfigError(f"loss_game_weight must be >= 0, got {self.loss_game_weight}")
         if self.pg_mode not in ("reinforce", "code"):
             raise ConfigError(f"pg_mode must be 'reinforce' or 'code', got {self.pg_mode!r}")
         if not 0.0 < self.reward_fraction <= 1.0:
@@ -144,7 +148,7 @@ class RunConfig:
             raise ConfigError(f"eval_chunk must be >= 1, got {self.eval_chunk}")
         for name in ("epochs", "batch_size", "valid_interval", "checkpoint_every", "embedding_dim",
                      "reward_k", "reward_interval", "h_dim", "harsanyi_width", "harsanyi_layers",
-                     "num_masks", "interaction_rank", "max_order"):
+                     "num_masks", "interaction_rank", "max_order", "loss_game_coalitions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patience is not None and self.patience < 1:

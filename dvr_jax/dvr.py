@@ -136,6 +136,8 @@ class DVRConfig(NamedTuple):
     num_masks: int = 4
     mse_target: str = "coalition"
     influence: bool = True
+    loss_game_weight: float = 1.0
+    loss_game_coalitions: int = 16
 
 
 def check_config(cfg: DVRConfig) -> None:
@@ -190,6 +192,26 @@ def _tree_scale(tree, scale):
     return jax.tree.map(lambda x: x * scale, tree)
 
 
+def random_coalitions(key: PRNGKey, count: int, n_slots: int) -> Array:
+    """`count` random coalitions f32[count, B] whose sizes are log-uniform on {1, ..., B}.
+
+    Small coalitions (down to single samples) are the informative ones for a per-sample
+    target, large ones keep the full-batch scale in view.
+    """
+    k_size, k_order = jax.random.split(key)
+    sizes = jnp.floor(jnp.exp(jax.random.uniform(k_size, (count,)) * jnp.log(n_slots + 1.0)))
+    sizes = jnp.clip(sizes, 1, n_slots)
+    ranks = jnp.argsort(jax.random.uniform(k_order, (count, n_slots)), axis=1)
+    return (ranks < sizes[:, None]).astype(jnp.float32)
+
+
+def loss_game_mse(values: Array, losses: Array, masks: Array) -> Array:
+    """mean_m (v(S_m) + sum_{b in S_m} l_b)^2 / |S_m|: the loss game's fit on coalitions."""
+    targets = jax.vmap(lambda m: loss_target(losses, m))(masks)
+    sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
+    return jnp.mean(jnp.square(values - jax.lax.stop_gradient(targets)) / sizes)
+
+
 def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, cfg: DVRConfig | None = None):
     """Builds the DVR step `step(state, key, pair_index, data) -> (state, metrics)`.
 
@@ -242,6 +264,19 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
         coalition_preds, coalition_vjp = jax.vjp(
             lambda vp: jax.vmap(lambda m: valuator.output(vp, feats, m))(masks), state.valuator.params
         )
+
+        # The loss game on random coalitions of log-uniform sizes (the target is known for any S).
+        if cfg.loss_game_weight > 0:
+            game_masks = random_coalitions(jax.random.fold_in(k_select, 1), cfg.loss_game_coalitions, batch)
+            game_preds, game_vjp = jax.vjp(
+                lambda vp: jax.vmap(lambda m: valuator.output(vp, feats, m))(game_masks), state.valuator.params
+            )
+            game_cotangent = jax.grad(lambda v: cfg.loss_game_weight * loss_game_mse(v, per_sample, game_masks))(
+                game_preds
+            )
+            (game_grads,) = game_vjp(game_cotangent)
+        else:
+            game_grads = jax.tree.map(jnp.zeros_like, state.valuator.params)
 
         # Hypothetical backbone steps: one per mask (+ all selected for the counterfactual).
         weights = jnp.concatenate([masks, jnp.ones((1, batch), masks.dtype)]) if counterfactual else masks
@@ -320,12 +355,12 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             rewards = rewards_of(learners.params, data.graph, data.reward)
             adv, new_adapter = advantages(rewards, reward_before(), state.adapter)
             cotangents = jax.grad(head_loss, argnums=(0, 1, 2))(prediction, probs, coalition_preds, adv, rewards)
-            new_valuator = state.valuator.apply_gradients(valuator_grads(cotangents))
+            new_valuator = state.valuator.apply_gradients(_tree_add(valuator_grads(cotangents), game_grads))
             new_accum, due, reward, mean_adv = state.accum, jnp.asarray(True), rewards[0], jnp.mean(adv)
         else:
             new_valuator, new_adapter, new_accum, due, reward, mean_adv = _accumulate(
                 state, data, params, prediction, probs, coalition_preds, masks, per_sample,
-                learners, rewards_of, advantages, valuator_grads, reward_fn,
+                learners, rewards_of, advantages, valuator_grads, reward_fn, game_grads,
             )  # fmt: skip
 
         pairs = state.pairs.add(pair_index, out.shapley, fixed_probs, infl)
@@ -342,7 +377,7 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
         return DVRState(new_backbone, new_valuator, new_adapter, pairs, new_accum), metrics
 
     def _accumulate(state, data, params, prediction, probs, coalition_preds, masks, per_sample,
-                    learners, rewards_of, advantages, valuator_grads, reward_fn):  # fmt: skip
+                    learners, rewards_of, advantages, valuator_grads, reward_fn, game_grads):  # fmt: skip
         """k > 1: add this batch's gradient pieces; update the valuator at the window's end."""
         step_index = state.backbone.step
         zeros_coal = jnp.zeros_like(coalition_preds)
@@ -359,6 +394,7 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             return total
 
         g_known = valuator_grads(jax.grad(known, argnums=(0, 1, 2))(prediction, probs, coalition_preds))
+        g_known = _tree_add(g_known, game_grads)
         if sampled and cfg.pg_mode == "reinforce":
             log_prob = jax.grad(lambda p: jnp.mean(adapter.bernoulli_log_prob(p, masks[0])))(probs)
             g_log_prob = valuator_grads((zero_pred, log_prob, zeros_coal))

@@ -156,6 +156,7 @@ def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arra
         alpha_mse=cfg.alpha_mse, alpha_pg=cfg.alpha_pg, lambda_explore=cfg.lambda_explore,
         baseline_window=cfg.baseline_window, reward_interval=cfg.reward_interval, estimator=cfg.estimator,
         num_masks=cfg.num_masks, mse_target=cfg.mse_target, influence=cfg.influence,
+        loss_game_weight=cfg.loss_game_weight, loss_game_coalitions=cfg.loss_game_coalitions,
     )  # fmt: skip
     method = make_dvr_method(
         backbone, valuator, rewards.make_reward_fn(backbone, cfg.reward, k=cfg.reward_k), dvr_config,

@@ -77,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
                      "(default) or on the full batch only (the paper)")
     dvr.add_argument("--no-influence", dest="influence", action="store_false", default=None,
                      help="skip the per-triplet validation influence")
+    dvr.add_argument("--loss-game-weight", type=float, help="weight of the loss game fitted on random coalitions "
+                     "(default 1; 0 leaves the valuator to the reward alone)")
+    dvr.add_argument("--loss-game-coalitions", type=int, help="random coalitions per step for the loss game (16)")
     dvr.add_argument("--interaction-rank", type=int, help="sample game: rank of the interactions (default 8)")
     dvr.add_argument("--max-order", type=int, help="sample game: highest interaction order (default 2)")
     dvr.add_argument("--h-dim", type=int, help="encoder output width (default 32; slot valuator 10, 50 for cc/ild)")

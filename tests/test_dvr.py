@@ -120,7 +120,7 @@ def test_pair_values_accumulate_by_pair(rng):
 def test_accumulated_valuator_update_equals_the_gradient_over_the_window(rng):
     """reward_interval 2: one update from both batches, with one shared reward and advantage."""
     backbone, valuator, _, step, state, data, batches = _setup(rng, estimator="none", reward_interval=2,
-                                                               lambda_explore=1.0)  # fmt: skip
+                                                               lambda_explore=1.0, loss_game_weight=0.0)  # fmt: skip
     state = state.replace(valuator=LearnerState.create(state.valuator.params, optax.sgd(1.0)))
     key = jax.random.key(4)
     state1, m0 = step(state, key, batches[0], data)
@@ -190,3 +190,18 @@ def test_jit_equals_no_jit_and_compiles_once(rng):
     np.testing.assert_allclose(first["shapley"], eager_metrics["shapley"], rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(first["mask"], eager_metrics["mask"])
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(current.valuator.params))
+
+
+def test_random_coalitions_span_sizes_from_one_to_the_batch():
+    masks = np.asarray(dvr.random_coalitions(jax.random.key(0), 2000, 50))
+    sizes = masks.sum(1)
+    assert set(np.unique(masks)) <= {0.0, 1.0} and sizes.min() == 1 and sizes.max() == 50
+    assert 0.2 < np.mean(sizes <= 7) < 0.7  # log-uniform: about half the sizes are <= sqrt(B)
+
+
+def test_loss_game_mse_hand_computed():
+    values = jnp.array([-1.0, -4.0])
+    losses_b = jnp.array([0.5, 1.0, 2.0])
+    masks = jnp.array([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    expected = ((-1.0 + 0.5) ** 2 / 1 + (-4.0 + 3.5) ** 2 / 3) / 2
+    np.testing.assert_allclose(float(dvr.loss_game_mse(values, losses_b, masks)), expected, rtol=1e-6)
