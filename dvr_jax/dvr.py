@@ -206,10 +206,20 @@ def random_coalitions(key: PRNGKey, count: int, n_slots: int) -> Array:
 
 
 def loss_game_mse(values: Array, losses: Array, masks: Array) -> Array:
-    """mean_m (v(S_m) + sum_{b in S_m} l_b)^2 / |S_m|: the loss game's fit on coalitions."""
+    """mean_m ((v(S_m) + sum_{b in S_m} l_b) / |S_m|)^2: the loss game's fit on coalitions.
+
+    The residual is taken per sample of the coalition, so a large coalition (whose summed
+    residual has a variance growing with its size) pins the level without drowning the
+    per-sample signal of the small ones.
+    """
     targets = jax.vmap(lambda m: loss_target(losses, m))(masks)
     sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
-    return jnp.mean(jnp.square(values - jax.lax.stop_gradient(targets)) / sizes)
+    return jnp.mean(jnp.square((values - jax.lax.stop_gradient(targets)) / sizes))
+
+
+def singleton_mse(singletons: Array, losses: Array) -> Array:
+    """mean_b (v({b}) + l_b)^2: the loss game on every one-sample coalition."""
+    return jnp.mean(jnp.square(singletons + jax.lax.stop_gradient(losses)))
 
 
 def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, cfg: DVRConfig | None = None):
@@ -275,8 +285,14 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
                 game_preds
             )
             (game_grads,) = game_vjp(game_cotangent)
+            if valuator.singletons is not None:  # every one-sample coalition, in one pass
+                single_grads = jax.grad(lambda vp: cfg.loss_game_weight * singleton_mse(
+                    valuator.singletons(vp, feats), per_sample))(state.valuator.params)  # fmt: skip
+                game_grads = _tree_add(game_grads, single_grads)
         else:
             game_grads = jax.tree.map(jnp.zeros_like, state.valuator.params)
+
+        coalition_sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
 
         # Hypothetical backbone steps: one per mask (+ all selected for the counterfactual).
         weights = jnp.concatenate([masks, jnp.ones((1, batch), masks.dtype)]) if counterfactual else masks
@@ -308,12 +324,14 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             """Valuator loss as a function of its forward outputs (rewards fixed)."""
             total = cfg.lambda_explore * adapter.exploration_penalty(p)
             if coalition:
-                preds, targets = coal, coalition_targets(rewards)
+                preds, targets, sizes = coal, coalition_targets(rewards), coalition_sizes
                 if counterfactual:
                     preds = jnp.concatenate([preds, pred[None]])
                     targets = jnp.concatenate([targets, (loss_target(per_sample) if cfg.reward == "loss"
                                                          else metric_target(rewards[-1]))[None]])  # fmt: skip
-                total = total + cfg.alpha_mse * jnp.mean(jnp.square(preds - jax.lax.stop_gradient(targets)))
+                    sizes = jnp.concatenate([sizes, jnp.full((1,), batch, sizes.dtype)])
+                residual = (preds - jax.lax.stop_gradient(targets)) / sizes  # per sample of the coalition
+                total = total + cfg.alpha_mse * jnp.mean(jnp.square(residual))
             else:
                 target = loss_target(per_sample) if cfg.reward == "loss" else metric_target(rewards[0])
                 total = total + cfg.alpha_mse * jnp.square(pred - target)
@@ -383,12 +401,13 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
         zeros_coal = jnp.zeros_like(coalition_preds)
         zero_pred, zero_probs = jnp.zeros_like(prediction), jnp.zeros_like(probs)
         known_mse = coalition and cfg.reward == "loss"
+        coalition_sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
 
         def known(pred, p, coal):
             total = cfg.lambda_explore * adapter.exploration_penalty(p)
             if known_mse:
                 targets = jax.vmap(lambda m: loss_target(per_sample, m))(masks)
-                total = total + cfg.alpha_mse * jnp.mean(jnp.square(coal - targets))
+                total = total + cfg.alpha_mse * jnp.mean(jnp.square((coal - targets) / coalition_sizes))
             elif cfg.reward == "loss":
                 total = total + cfg.alpha_mse * jnp.square(pred - loss_target(per_sample))
             return total
@@ -400,9 +419,9 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             g_log_prob = valuator_grads((zero_pred, log_prob, zeros_coal))
         else:
             g_log_prob = jax.tree.map(jnp.zeros_like, g_known)
-        if coalition:
-            pred_value = coalition_preds[0]
-            g_pred = valuator_grads((zero_pred, zero_probs, zeros_coal.at[0].set(1.0)))
+        if coalition:  # the residual is per sample of the coalition: ((y_b - y*) / n)^2
+            pred_value, inv_size2 = coalition_preds[0], 1.0 / jnp.square(coalition_sizes[0])
+            g_pred = valuator_grads((zero_pred, zero_probs, zeros_coal.at[0].set(inv_size2)))
         else:
             pred_value = prediction
             g_pred = valuator_grads((jnp.ones_like(prediction), zero_probs, zeros_coal))

@@ -141,7 +141,7 @@ def test_accumulated_valuator_update_equals_the_gradient_over_the_window(rng):
             probs = valuator.probabilities(vparams, valuator.forward(vparams, feats).shapley)
             coalition_value = valuator.output(vparams, feats, m["mask"])
             total = total + adapter.exploration_penalty(probs)
-            total = total + cfg.alpha_mse * jnp.square(coalition_value - 100.0 * reward)
+            total = total + cfg.alpha_mse * jnp.square((coalition_value - 100.0 * reward) / jnp.sum(m["mask"]))
             total = total - cfg.alpha_pg * reward * jnp.mean(adapter.bernoulli_log_prob(probs, m["mask"]))
         return total / 2
 
@@ -203,5 +203,10 @@ def test_loss_game_mse_hand_computed():
     values = jnp.array([-1.0, -4.0])
     losses_b = jnp.array([0.5, 1.0, 2.0])
     masks = jnp.array([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
-    expected = ((-1.0 + 0.5) ** 2 / 1 + (-4.0 + 3.5) ** 2 / 3) / 2
+    expected = ((-1.0 + 0.5) ** 2 + ((-4.0 + 3.5) / 3) ** 2) / 2
     np.testing.assert_allclose(float(dvr.loss_game_mse(values, losses_b, masks)), expected, rtol=1e-6)
+
+
+def test_singleton_mse_hand_computed():
+    got = dvr.singleton_mse(jnp.array([-0.5, -2.0]), jnp.array([1.0, 1.0]))
+    np.testing.assert_allclose(float(got), (0.25 + 1.0) / 2, rtol=1e-6)

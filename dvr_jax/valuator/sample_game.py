@@ -388,6 +388,10 @@ def make_sample_valuator(
         out = forward(params, feats, present)
         return prediction_mse(out.prediction, target), out
 
+    def singletons(params: Params, feats: Array) -> Array:
+        """v({b}) = f_b for every sample: one-sample coalitions carry no interaction."""
+        return trace(params, feats).first_order
+
     return Valuator(
-        init, forward, output, shapley, probabilities, mse_loss, trace, module
+        init, forward, output, shapley, probabilities, mse_loss, trace, module, singletons
     )

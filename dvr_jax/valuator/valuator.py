@@ -76,6 +76,9 @@ class Valuator(NamedTuple):
       trace: `trace(params, feats, present=None)` -> `HarsanyiTrace` (slot) or
         `SampleGameTrace` (sample game); diagnostics and explanation.
       module: the underlying Linen module (`DataValuator` or `SampleGame`).
+      singletons: `singletons(params, feats f[B, F]) -> f[B]`, the value v({b}) of every
+        one-sample coalition in one pass, where that is cheap (the sample game: its
+        first-order dividends); None otherwise (the slot valuator).
     """
 
     init: Callable[[PRNGKey, Array], Params]
@@ -86,6 +89,7 @@ class Valuator(NamedTuple):
     mse_loss: Callable[..., tuple[Array, ValuatorOutput]]
     trace: Callable[..., Any]
     module: nn.Module
+    singletons: Callable[[Params, Array], Array] | None = None
 
 
 def parameter_labels(params: Params, *, freeze_encoder: bool = False) -> Params:
