@@ -1,6 +1,6 @@
 """The DVR train step: data valuation, Bernoulli selection, masked BPR update, REINFORCE update.
 
-One jitted step does, with static shapes (docs/algorithm.md gives the maths):
+One jitted step does, with static shapes (docs/valuation.md gives the maths and the reasons):
 
   sample triplets -> per-sample BPR loss l(Theta_t) (one forward, kept as a VJP)
   -> features [sg(ego u, i, j); sg(l)] -> valuator -> Shapley values phi -> probabilities p
@@ -19,11 +19,13 @@ A_k = R_k - mean_{j != k} R_j), `delta` (R(Theta_{t+1}) - R(Theta_t)), `none` (A
 MSE targets (`DVRConfig.mse_target`): `batch` fits the valuator's full-batch output
 v(N) to the target (the paper), `coalition` fits v(S) on the coalitions S that were
 actually trained on, each to its own outcome (-sum_{b in S} l_b for the loss reward,
-100 R(Theta_{t+1}(S)) for metric rewards), so the game's values mean "contribution to
-the outcome of training on the batch".
+100 R(Theta_{t+1}(S)) for metric rewards), with the residual taken per sample of the
+coalition. For every reward the valuator also fits the loss game, v(S) ~ -sum_{b in S}
+l_b, on every one-sample coalition (where the valuator evaluates them in one pass) and
+on random coalitions of log-uniform sizes (`loss_game_weight`, `loss_game_coalitions`).
 
 With `reward_interval = k > 1` the valuator is updated once every k steps from the k
-batches it valued (ALGORITHMS-style accumulation with one shared advantage): the valuator
+batches it valued (one shared reward and advantage for the window): the valuator
 does not change inside the window, so the gradient pieces of each batch are accumulated
 exactly as they are computed and combined when the reward arrives.
 
@@ -222,6 +224,29 @@ def singleton_mse(singletons: Array, losses: Array) -> Array:
     return jnp.mean(jnp.square(singletons + jax.lax.stop_gradient(losses)))
 
 
+def loss_game_grads(
+    valuator: Valuator, vparams: Params, feats: Array, losses: Array, key: PRNGKey, *, weight: float, coalitions: int
+) -> Params:
+    """Valuator gradient of the loss game, weight * (L_coalitions + L_singletons).
+
+    The loss game's target -sum_{b in S} l_b is known for any coalition S, so it is fitted
+    on `coalitions` random coalitions of log-uniform sizes and, when the valuator can
+    evaluate them in one pass, on every one-sample coalition.
+    """
+    if weight == 0:
+        return jax.tree.map(jnp.zeros_like, vparams)
+    masks = random_coalitions(key, coalitions, losses.shape[0])
+
+    def game_loss(vp):
+        values = jax.vmap(lambda m: valuator.output(vp, feats, m))(masks)
+        total = loss_game_mse(values, losses, masks)
+        if valuator.singletons is not None:
+            total = total + singleton_mse(valuator.singletons(vp, feats), losses)
+        return weight * total
+
+    return jax.grad(game_loss)(vparams)
+
+
 def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, cfg: DVRConfig | None = None):
     """Builds the DVR step `step(state, key, pair_index, data) -> (state, metrics)`.
 
@@ -275,23 +300,8 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             lambda vp: jax.vmap(lambda m: valuator.output(vp, feats, m))(masks), state.valuator.params
         )
 
-        # The loss game on random coalitions of log-uniform sizes (the target is known for any S).
-        if cfg.loss_game_weight > 0:
-            game_masks = random_coalitions(jax.random.fold_in(k_select, 1), cfg.loss_game_coalitions, batch)
-            game_preds, game_vjp = jax.vjp(
-                lambda vp: jax.vmap(lambda m: valuator.output(vp, feats, m))(game_masks), state.valuator.params
-            )
-            game_cotangent = jax.grad(lambda v: cfg.loss_game_weight * loss_game_mse(v, per_sample, game_masks))(
-                game_preds
-            )
-            (game_grads,) = game_vjp(game_cotangent)
-            if valuator.singletons is not None:  # every one-sample coalition, in one pass
-                single_grads = jax.grad(lambda vp: cfg.loss_game_weight * singleton_mse(
-                    valuator.singletons(vp, feats), per_sample))(state.valuator.params)  # fmt: skip
-                game_grads = _tree_add(game_grads, single_grads)
-        else:
-            game_grads = jax.tree.map(jnp.zeros_like, state.valuator.params)
-
+        game_grads = loss_game_grads(valuator, state.valuator.params, feats, per_sample, jax.random.fold_in(k_select, 1),
+                                     weight=cfg.loss_game_weight, coalitions=cfg.loss_game_coalitions)  # fmt: skip
         coalition_sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
 
         # Hypothetical backbone steps: one per mask (+ all selected for the counterfactual).
