@@ -30,6 +30,8 @@ def _setup(rng, reward="recall", backbone_name="mf", kind="sample", **config):
     valuator = _valuator(kind)
     reward_data = rewards.make_reward_data(dataset, reward, arrays, fraction=0.5, seed=0, chunk_size=8)
     reward_fn = rewards.make_reward_fn(backbone, reward, k=5)
+    if kind == "slot":  # each coalition is a full forward of the slot valuator: keep the loss game small
+        config.setdefault("loss_game_coalitions", 2)
     cfg = dvr.DVRConfig(reward=reward, **config)
     step = dvr.make_dvr_step(backbone, valuator, reward_fn, cfg)
     state = dvr.create_dvr_state(jax.random.key(0), backbone, valuator, BATCH, n_pairs=arrays.n_pairs,
@@ -39,9 +41,8 @@ def _setup(rng, reward="recall", backbone_name="mf", kind="sample", **config):
     return backbone, valuator, reward_fn, step, state, data, batches
 
 
-@pytest.mark.parametrize("estimator", ["loo", "ema"])
-def test_backbone_update_uses_only_the_first_mask(rng, estimator):
-    backbone, _, _, step, state, data, batches = _setup(rng, estimator=estimator)
+def test_backbone_update_uses_only_the_first_mask(rng):
+    backbone, _, _, step, state, data, batches = _setup(rng, estimator="loo")
     new_state, metrics = step(state, jax.random.key(2), batches[0], data)
     mask = metrics["mask"]
     assert 0 < float(mask.sum()) < BATCH and bool(metrics["finite"])
@@ -55,8 +56,7 @@ def test_backbone_update_uses_only_the_first_mask(rng, estimator):
     np.testing.assert_allclose(new_state.backbone.params["user"], expected.params["user"], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind", ["sample", "slot"])
-@pytest.mark.parametrize("reward", ["recall", "loss", "gini"])
+@pytest.mark.parametrize("kind, reward", [("sample", "recall"), ("sample", "loss"), ("slot", "gini")])
 def test_valuator_and_adapter_update_every_step(rng, reward, kind):
     _, _, _, step, state, data, batches = _setup(rng, reward=reward, kind=kind)
     new_state, metrics = step(state, jax.random.key(2), batches[0], data)

@@ -64,7 +64,8 @@ def test_test_split_never_reaches_training_or_selection(real_data_dir, tmp_path)
 
 
 def test_warm_start_trains_and_reuses_a_bpr_checkpoint(real_data_dir, tmp_path):
-    cfg = _config(real_data_dir, tmp_path / "dvr", warm_start="auto", pretrain_epochs=2)
+    cfg = _config(real_data_dir, tmp_path / "dvr", warm_start="auto", pretrain_epochs=2, estimator="ema",
+                  influence=False)  # fmt: skip
     train_and_evaluate(cfg)
     (pretrained_run,) = (tmp_path / "pretrained").iterdir()
     assert pretrained_run.name.startswith("lastfm-mf-s0-")
