@@ -4,16 +4,11 @@ A `SparseOp` is a fixed sparse matrix `M` (f32[R, S]) stored twice, as CSR and a
 its transpose, both built once on the host. `spmm(op, x)` computes `M @ x` with a custom VJP
 whose backward is `Mᵀ @ g` using the pre-built transpose, so neither direction scatters.
 
-Kernel choice (DESIGN.md "LightGCN/MGCF propagation"; `benchmarks/bench_propagation.py`
-re-measures it): `jax.experimental.sparse.BCSR` matmul, which on CPU lowers to the native
-`cpu_csr_sparse_dense_ffi` kernel (cuSPARSE on GPU), with this custom VJP. At 1M nonzeros,
-3 layers, D = 64, fwd / fwd+bwd:
-  * DESIGN.md, quiet machine: BCSR custom VJP 76 / 122 ms; scipy CSR 166 / 246 ms;
-    `segment_sum` 254 / 454 ms; BCOO 276 / 467 ms.
-  * bench_propagation.py here, machine shared (load average 3-5 on 2 cores): BCSR custom VJP
-    271 / 397 ms; BCSR with JAX's own transpose rule 208 / 764 ms; scipy CSR callback
-    364 / 601 ms; gather + `segment_sum` 382 / 980 ms; BCOO 561 / 1016 ms.
-DESIGN.md overrides STYLE.md B.4.10's "no jax.experimental.sparse" for this reason. The matrix
+Kernel choice (docs/propagation.md; `benchmarks/bench_propagation.py` re-measures it):
+`jax.experimental.sparse.BCSR` matmul, which on CPU lowers to the native CSR x dense kernel,
+with this custom VJP: 43 / 80 ms forward / forward+backward at 1M nonzeros, 3 layers, D = 64,
+against 55 / 223 ms for BCSR with JAX's own transpose rule and 166 / 261 ms for `segment_sum`
+(benchmarks/RESULTS.md). The matrix
 values are constants: no gradient flows to them.
 
 Operators built here:

@@ -6,7 +6,7 @@ averaging over users, masking of padded rows and formatting happen in the caller
 cut-offs come from one top-K_max list by slicing `hits[:, :k]`. `gini_index` is the one
 population metric: it takes pooled exposure counts over all items.
 
-Definitions follow ALGORITHMS.md §3. Notation per user u: `X_u = (x_1 .. x_K)` the
+Definitions: docs/metrics.md. Notation per user u: `X_u = (x_1 .. x_K)` the
 top-K list, `G_u` the held-out items, `hits[u, r] = [x_r ∈ G_u]`, `n_pos[u] = |G_u|`.
 
 Items without any category (an all-zero row of the multi-hot matrix) behave as if they

@@ -3,7 +3,7 @@
 For each chunk of C users: score all items (`backbone.score_all`), set the excluded
 items to -inf with one scatter into the score matrix, take `jax.lax.top_k` (ties: lower
 item index first), find the held-out items among the top-K_max, and compute every
-(metric, K) from that one list (ALGORITHMS.md §3). Per-user values are summed over
+(metric, K) from that one list (docs/metrics.md). Per-user values are summed over
 chunks; means are over evaluated users, and Gini@K comes from the pooled top-K exposure
 counts of all of them.
 
