@@ -70,12 +70,11 @@ from typing import NamedTuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dvr_jax.typing import Array, Params, PRNGKey
+from dvr_jax.typing import Array
 from dvr_jax.valuator.encoder import CodeEncoder
 from dvr_jax.valuator.shapley import value_statistics
-from dvr_jax.valuator.targets import prediction_mse
-from dvr_jax.valuator.valuator import Valuator, ValuatorOutput
-from dvr_jax.valuator.value_map import VALUE_MAPS, shapley_to_probabilities
+from dvr_jax.valuator.valuator import Valuator, ValuatorOutput, assemble_valuator
+from dvr_jax.valuator.value_map import VALUE_MAPS
 
 MAX_ORDER = 4
 DEFAULT_H_DIM = 32
@@ -329,69 +328,17 @@ def make_sample_valuator(
         param_dtype=param_dtype,
     )
 
-    def _present(feats: Array, present: Array | None) -> Array:
-        """All-present mask f[B] when `present` is None."""
-        return jnp.ones(feats.shape[0], feats.dtype) if present is None else present
-
-    def init(key: PRNGKey, feats: Array) -> Params:
-        """Parameters {"encoder", "game", "offset"}; valid for every batch size."""
-        return module.init({"params": key}, feats, _present(feats, None))["params"]
-
-    def trace(
-        params: Params, feats: Array, present: Array | None = None
-    ) -> SampleGameTrace:
-        """Per-sample dividend terms of the batch under the presence mask."""
-        return module.apply({"params": params}, feats, _present(feats, present))
-
-    def forward(
-        params: Params, feats: Array, present: Array | None = None
-    ) -> ValuatorOutput:
-        """v(N), exact Shapley values f[B] and diagnostics from one forward pass."""
-        tr = trace(params, feats, present)
+    def read_out(tr: SampleGameTrace, present: Array) -> ValuatorOutput:
+        """v(N), exact Shapley values f[B] and diagnostics of one trace."""
         values = game_shapley(tr)
         mask = tr.present > 0
         n_present = jnp.maximum(jnp.sum(mask), 1).astype(values.dtype)
         active = jnp.sum(mask & (tr.first_order != 0)).astype(values.dtype) / n_present
         zero_fraction, tied_fraction = value_statistics(values, mask)
-        return ValuatorOutput(
-            game_value(tr),
-            values,
-            jnp.zeros((), values.dtype),
-            active,
-            zero_fraction,
-            tied_fraction,
-        )
+        zero = jnp.zeros((), values.dtype)  # no structural null players
+        return ValuatorOutput(game_value(tr), values, zero, active, zero_fraction, tied_fraction)
 
-    def output(params: Params, feats: Array, present: Array) -> Array:
-        """v(S) f[] for S = the present samples (absent rows zeroed)."""
-        return game_value(trace(params, feats, present))
-
-    def shapley(params: Params, feats: Array) -> Array:
-        """Exact Shapley values f[B] of the full batch."""
-        return game_shapley(trace(params, feats))
-
-    def probabilities(params: Params, values: Array) -> Array:
-        """Selection probabilities f[B] from Shapley values f[B] and the offset."""
-        return shapley_to_probabilities(
-            values,
-            params["offset"],
-            value_map=value_map,
-            kappa=kappa,
-            eps=eps,
-            gamma_dv=gamma_dv,
-        )
-
-    def mse_loss(
-        params: Params, feats: Array, target: Array, present: Array | None = None
-    ) -> tuple[Array, ValuatorOutput]:
-        """(v(S) - sg(target))^2 and the forward output (use with has_aux=True)."""
-        out = forward(params, feats, present)
-        return prediction_mse(out.prediction, target), out
-
-    def singletons(params: Params, feats: Array) -> Array:
-        """v({b}) = f_b for every sample: one-sample coalitions carry no interaction."""
-        return trace(params, feats).first_order
-
-    return Valuator(
-        init, forward, output, shapley, probabilities, mse_loss, trace, module, singletons
-    )
+    map_options = dict(value_map=value_map, kappa=kappa, eps=eps, gamma_dv=gamma_dv)
+    # v({b}) = f_b: a one-sample coalition carries no interaction.
+    return assemble_valuator(module, read_out, game_value, map_options=map_options,
+                             singletons=lambda tr: tr.first_order)  # fmt: skip

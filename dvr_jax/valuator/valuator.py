@@ -92,6 +92,58 @@ class Valuator(NamedTuple):
     singletons: Callable[[Params, Array], Array] | None = None
 
 
+
+def assemble_valuator(
+    module: nn.Module,
+    read_out: Callable[[Any, Array], ValuatorOutput],
+    game_value: Callable[[Any], Array],
+    *,
+    map_options: dict[str, Any],
+    singletons: Callable[[Any], Array] | None = None,
+) -> Valuator:
+    """The `Valuator` functions shared by every kind, around a Linen module.
+
+    Args:
+      module: `module.apply({"params": p}, feats, present) -> trace` of one batch.
+      read_out: `read_out(trace, present f[B]) -> ValuatorOutput` (Shapley values and
+        diagnostics of the kind).
+      game_value: `game_value(trace) -> f[]`, v(S) of the present samples.
+      map_options: `shapley_to_probabilities` keywords (value_map, kappa, eps, gamma_dv).
+      singletons: `singletons(trace of the full batch) -> f[B]`, v({b}) for every b, or
+        None where one pass cannot give them.
+    """
+
+    def _present(feats: Array, present: Array | None) -> Array:
+        """All-present mask f[B] when `present` is None."""
+        return jnp.ones(feats.shape[0], feats.dtype) if present is None else present
+
+    def init(key: PRNGKey, feats: Array) -> Params:
+        return module.init({"params": key}, feats, _present(feats, None))["params"]
+
+    def trace(params: Params, feats: Array, present: Array | None = None):
+        return module.apply({"params": params}, feats, _present(feats, present))
+
+    def forward(params: Params, feats: Array, present: Array | None = None) -> ValuatorOutput:
+        return read_out(trace(params, feats, present), _present(feats, present))
+
+    def output(params: Params, feats: Array, present: Array) -> Array:
+        return game_value(trace(params, feats, present))
+
+    def shapley(params: Params, feats: Array) -> Array:
+        return forward(params, feats).shapley
+
+    def probabilities(params: Params, values: Array) -> Array:
+        return shapley_to_probabilities(values, params["offset"], **map_options)
+
+    def mse_loss(
+        params: Params, feats: Array, target: Array, present: Array | None = None
+    ) -> tuple[Array, ValuatorOutput]:
+        out = forward(params, feats, present)
+        return prediction_mse(out.prediction, target), out
+
+    single = None if singletons is None else (lambda params, feats: singletons(trace(params, feats)))
+    return Valuator(init, forward, output, shapley, probabilities, mse_loss, trace, module, single)
+
 def parameter_labels(params: Params, *, freeze_encoder: bool = False) -> Params:
     """Labels for `optax.multi_transform`: "train", or "freeze" on the encoder.
 
@@ -222,33 +274,14 @@ def make_slot_valuator(
     )
     grouped = variant == "G"
 
-    def _present(feats: Array, present: Array | None) -> Array:
-        """All-present mask f[B] when `present` is None."""
-        return jnp.ones(feats.shape[0], feats.dtype) if present is None else present
-
-    def init(key: PRNGKey, feats: Array) -> Params:
-        """Parameters for batches of shape f[B, F] (B is fixed from here on)."""
-        return module.init({"params": key}, feats, _present(feats, None))["params"]
-
-    def trace(
-        params: Params, feats: Array, present: Array | None = None
-    ) -> HarsanyiTrace:
-        """Harsanyi forward trace of the batch under the presence mask."""
-        return module.apply({"params": params}, feats, _present(feats, present))
-
-    def forward(
-        params: Params, feats: Array, present: Array | None = None
-    ) -> ValuatorOutput:
-        """Prediction, Shapley values f[B] and diagnostics from one forward pass."""
-        tr = trace(params, feats, present)
-        n_slots = feats.shape[0]
+    def read_out(tr: HarsanyiTrace, present: Array) -> ValuatorOutput:
+        """Shapley values f[B] and diagnostics of one Harsanyi trace."""
+        n_slots = present.shape[0]
         if variant == "C_compat":
             values = shapley_lib.compat_shapley(tr, n_slots)
         else:
             values = shapley_lib.sample_shapley(tr, n_slots, grouped=grouped)
-        zero_fraction, tied_fraction = shapley_lib.value_statistics(
-            values, _present(feats, present)
-        )
+        zero_fraction, tied_fraction = shapley_lib.value_statistics(values, present)
         return ValuatorOutput(
             tr.output,
             values,
@@ -258,32 +291,5 @@ def make_slot_valuator(
             tied_fraction,
         )
 
-    def output(params: Params, feats: Array, present: Array) -> Array:
-        """y_G f[] with absent slots (present = 0) zeroed after the encoder."""
-        return trace(params, feats, present).output
-
-    def shapley(params: Params, feats: Array) -> Array:
-        """Shapley values f[B] of the full batch."""
-        return forward(params, feats).shapley
-
-    def probabilities(params: Params, values: Array) -> Array:
-        """Selection probabilities f[B] from Shapley values f[B] and the offset."""
-        return shapley_to_probabilities(
-            values,
-            params["offset"],
-            value_map=value_map,
-            kappa=kappa,
-            eps=eps,
-            gamma_dv=gamma_dv,
-        )
-
-    def mse_loss(
-        params: Params, feats: Array, target: Array, present: Array | None = None
-    ) -> tuple[Array, ValuatorOutput]:
-        """(y_G - sg(target))^2 and the forward output (use with has_aux=True)."""
-        out = forward(params, feats, present)
-        return prediction_mse(out.prediction, target), out
-
-    return Valuator(
-        init, forward, output, shapley, probabilities, mse_loss, trace, module
-    )
+    map_options = dict(value_map=value_map, kappa=kappa, eps=eps, gamma_dv=gamma_dv)
+    return assemble_valuator(module, read_out, lambda tr: tr.output, map_options=map_options)
