@@ -52,6 +52,10 @@ class Components:
 def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
     """Loads the dataset (unless given) and builds backbone, method and device arrays.
 
+    Three stages, in this order: everything that can be checked against the data (batch
+    size, reward, categories, validation pairs) is checked first, so bad input fails
+    before anything is trained or written; then the warm start (`warm_start`), the one
+    stage that may train (a BPR run) and write (its own run directory); then the method.
     Only the training and validation splits reach the method and its data: the test split
     is read by `train_and_evaluate` after training.
     """
@@ -66,28 +70,31 @@ def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
 
 
 def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
-    # Methods and rewards get a view without the test split (T-N3: they cannot read it).
+    # Methods and rewards get a view without the test split (they cannot read it).
     dataset = dataclasses.replace(full_dataset, test=np.zeros((0, 2), np.int32))
     train_arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
+    valid = make_eval_arrays(dataset, "valid", chunk_size=cfg.eval_chunk)
     if cfg.method == "pop":
         backbone = make_popularity(dataset.n_users, dataset.n_items)
-        method, data = make_pop_method(), StepData(train_arrays, backbone.build_graph(dataset.train))
+        data = StepData(train_arrays, backbone.build_graph(dataset.train))
+        return Components(full_dataset, backbone, make_pop_method(), data, valid)
+    backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
+    if train_arrays.n_pairs < cfg.batch_size:
+        raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
+    graph = backbone.build_graph(dataset.train)
+    reward_data = _dvr_reward_data(cfg, dataset, train_arrays) if cfg.method == "dvr" else None
+    if cfg.method.startswith("til-") and cfg.til_outer == "valid" and len(dataset.valid) == 0:
+        raise ConfigError("TIL's outer loss needs validation pairs; the dataset has none")
+    init_params = warm_start(cfg, backbone, full_dataset)  # the only stage that may train and write
+    if cfg.method == "bpr":
+        method = make_bpr_method(backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction,
+                                 init_params=init_params)  # fmt: skip
+        data = StepData(train_arrays, graph)
+    elif cfg.method != "dvr":
+        method, backbone, data = _baseline_method(cfg, dataset, backbone, train_arrays, graph, init_params)
     else:
-        backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
-        if train_arrays.n_pairs < cfg.batch_size:
-            raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
-        graph = backbone.build_graph(dataset.train)
-        init_params = _warm_start_params(cfg, backbone, full_dataset)
-        if cfg.method == "bpr":
-            method = make_bpr_method(backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction,
-                                     init_params=init_params)  # fmt: skip
-            data = StepData(train_arrays, graph)
-        elif cfg.method != "dvr":
-            method, backbone, data = _baseline_method(cfg, dataset, backbone, train_arrays, graph, init_params)
-        else:
-            method, reward_data = _dvr_method(cfg, dataset, backbone, train_arrays, init_params)
-            data = DVRData(train_arrays, graph, reward_data)
-    valid = make_eval_arrays(dataset, "valid", chunk_size=cfg.eval_chunk)
+        method = _dvr_method(cfg, backbone, train_arrays, init_params)
+        data = DVRData(train_arrays, graph, reward_data)
     return Components(full_dataset, backbone, method, data, valid)
 
 
@@ -121,8 +128,6 @@ def _baseline_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train
             backbone, n_items=n_items, factor_dim=factor_dim, batch_size=cfg.batch_size, lambda_rel=cfg.aobpr_lambda,
             refresh_every=cfg.aobpr_refresh, pool_size=cfg.aobpr_pool, **common)  # fmt: skip
     else:
-        if len(dataset.valid) == 0 and cfg.til_outer == "valid":
-            raise ConfigError("TIL's outer loss needs validation pairs; the dataset has none")
         ids = jnp.zeros((1,), jnp.int32)
         feats = jax.eval_shape(lambda key: backbone.pair_features(backbone.init(key), ids, ids, ids), jax.random.key(0))
         users, items = dataset.train[:, 0], dataset.train[:, 1]
@@ -139,18 +144,22 @@ def _baseline_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train
     return method, backbone, baselines.BaselineData(train_arrays, graph, aux)
 
 
-def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, init_params):
+def _dvr_reward_data(cfg: RunConfig, dataset: Dataset, train_arrays) -> rewards.RewardData:
+    """The reward's validation arrays; raises ConfigError when the data cannot serve the reward."""
+    try:
+        return rewards.make_reward_data(dataset, cfg.reward, train_arrays, fraction=cfg.reward_fraction,
+                                        seed=cfg.split_seed, chunk_size=cfg.eval_chunk)  # fmt: skip
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+def _dvr_method(cfg: RunConfig, backbone: Backbone, train_arrays, init_params) -> Method:
     if cfg.valuator == "sample":
         valuator = make_valuator("sample", h_dim=cfg.h_dim, interaction_rank=cfg.interaction_rank,
                                  max_order=cfg.max_order, value_map=cfg.value_map)  # fmt: skip
     else:
         valuator = make_valuator("slot", h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
                                  children_init=cfg.children_init, value_map=cfg.value_map)  # fmt: skip
-    try:
-        reward_data = rewards.make_reward_data(dataset, cfg.reward, train_arrays, fraction=cfg.reward_fraction,
-                                               seed=cfg.split_seed, chunk_size=cfg.eval_chunk)  # fmt: skip
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
     dvr_config = DVRConfig(
         reward=cfg.reward, weight_mode=cfg.weight_mode, pg_mode=cfg.pg_mode, reduction=cfg.reduction,
         alpha_mse=cfg.alpha_mse, alpha_pg=cfg.alpha_pg, lambda_explore=cfg.lambda_explore,
@@ -164,16 +173,24 @@ def _dvr_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arra
         init_params=init_params,
         valuator_learning_rate=cfg.valuator_learning_rate, valuator_weight_decay=cfg.valuator_weight_decay,
     )  # fmt: skip
-    return method, reward_data
+    return method
 
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
                  "reduction", "valid_interval", "patience", "select_metric", "seed")  # fmt: skip
 
 
-def _pretrain_config(cfg: RunConfig) -> RunConfig:
-    return cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
-                       export=False, epochs=cfg.pretrain_epochs or cfg.epochs)  # fmt: skip
+def _pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
+    """The warm start's BPR run: BPR's own batch size (capped at `n_pairs`), not the caller's.
+
+    DVR-Loss and DVR-Recall of one seed then share one BPR checkpoint although their batch
+    sizes differ; on data with fewer training pairs than BPR's batch, the batch is all pairs.
+    """
+    bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
+                      export=False, epochs=cfg.pretrain_epochs or cfg.epochs)  # fmt: skip
+    if n_pairs is not None and bpr.batch_size > n_pairs:
+        bpr = bpr.replace(batch_size=n_pairs)
+    return bpr
 
 
 def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Path:
@@ -183,7 +200,7 @@ def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Pa
     comes from a model trained on another split, whose training pairs may be this split's
     test pairs.
     """
-    pretrain = _pretrain_config(cfg).to_dict()
+    pretrain = _pretrain_config(cfg, None if dataset is None else len(dataset.train)).to_dict()
     settings = {k: pretrain[k] for k in (*PRETRAIN_KEYS, "epochs", "batch_size")}
     settings["data_dir"] = str(resolve_data_dir(cfg.data_dir).resolve())
     if dataset is not None:  # the processed data itself (e.g. a dataset with planted pairs)
@@ -193,18 +210,27 @@ def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Pa
     return root / "pretrained" / f"{cfg.dataset}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
-def _warm_start_params(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
-    """Backbone params of the validation-selected BPR checkpoint (training it if needed), or None.
+def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
+    """The warm-start stage: backbone params of a validation-selected BPR checkpoint, or None.
 
-    The BPR run trains on `dataset` itself, so a dataset passed in by the caller (one with
-    planted pairs, say) is the one the warm start sees.
+    `warm_start="auto"` trains that BPR run into `pretrained_dir` unless it exists (one
+    line on stderr before and after, not the run's own report); errors of that run say
+    that they come from the warm start. The BPR run trains on `dataset` itself, so a
+    dataset passed in by the caller (one with planted pairs, say) is the one it sees.
     """
     if cfg.warm_start == "none":
         return None
     source = pretrained_dir(cfg, dataset) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
     if cfg.warm_start == "auto" and not (source / "results.json").exists():
         print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
-        train_and_evaluate(_pretrain_config(cfg).replace(out=str(source)), dataset)
+        bpr = _pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
+        try:
+            results = train_and_evaluate(bpr, dataset, report=False)
+        except (ConfigError, DataError, checkpoint.CheckpointError, TrainingDiverged) as err:
+            raise type(err)(f"warm start (BPR run into {source}): {err}") from err
+        print(f"warm start: BPR best epoch {results['best_epoch']}, valid {cfg.select_metric} "
+              f"{results['valid'][cfg.select_metric]:.4f} ({results['total_seconds']:.1f}s)",
+              file=sys.stderr, flush=True)  # fmt: skip
     if not (source / "checkpoints" / "best").is_dir():
         raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
     like = make_bpr_method(backbone).init(jax.random.key(0))
@@ -302,12 +328,13 @@ def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: 
     return state, means, bad, per_sample
 
 
-def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[str, Any]:
+def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report: bool = True) -> dict[str, Any]:
     """Trains `cfg.method`, selects on validation, scores test once and writes the run directory.
 
     Args:
       cfg: the run configuration.
       dataset: an already loaded dataset (default: load `cfg.dataset`).
+      report: print the result block (the warm start's inner BPR run does not).
 
     Returns:
       The results dict written to `results.json`.
@@ -364,7 +391,8 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None) -> dict[s
         export.export_splits(components.dataset, workdir / "export")
         users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
         export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
-    _print_summary(cfg, results, workdir)
+    if report:
+        _print_summary(cfg, results, workdir)
     return results
 
 
