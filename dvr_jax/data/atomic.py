@@ -1,14 +1,15 @@
 """Atomic file writes: a temporary file in the target folder, then `os.replace`.
 
 A reader (or a killed writer) never sees a half-written file: the target either keeps its
-old content or gets the new content whole.
+old content or gets the new content whole. The file gets the mode a plain `open()` would
+give it (`0o666` less the umask), so outputs stay readable to whoever the umask allows.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -20,7 +21,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -29,3 +30,23 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """Creates a new, empty `.<name>.<random>.part` file next to `path`.
+
+    `os.open(..., 0o666)` lets the kernel apply the umask (and any default ACL of the
+    folder) exactly as for a plain `open()`; `tempfile.mkstemp` would force `0o600`, and
+    reading the umask with `os.umask` would race with other threads.
+
+    Returns:
+      The open file descriptor (write-only, binary) and the file's path.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {path}")

@@ -209,6 +209,13 @@ def parse_atomic(files: Mapping[str, SourceFile]) -> Parsed:
     u_col = _field_index(table.header, ("user_id",), source, required=True)
     i_col = _field_index(table.header, ("item_id",), source, required=True)
     r_col = _field_index(table.header, ("rating",), source, required=False)
+    for col in (u_col, i_col):
+        text.require_values(
+            table.columns[col],
+            source.label,
+            table.line_numbers,
+            f"{table.header[col]} field (column {col + 1})",
+        )
     ratings = None
     if r_col is not None:
         ratings = text.parse_floats(

@@ -141,6 +141,26 @@ def parse_ids(
     return stripped.astype(np.int64)
 
 
+def require_values(
+    column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str
+) -> None:
+    """Rejects empty or blank fields in a column of ids (e.g. `12<TAB><TAB>5.0`).
+
+    Args:
+      column: str array[R].
+      fname: file name used in error messages.
+      line_numbers: int64[R] 1-based line numbers of the rows.
+      what: the field, for messages (e.g. "item field (column 2)").
+
+    Raises:
+      DataError: a field is empty or only whitespace (names the first such line).
+    """
+    empty = (np.char.str_len(column) == 0) | np.char.isspace(column)
+    if empty.any():
+        row = int(np.argmax(empty))
+        raise at_line(fname, int(line_numbers[row]), f"empty {what}")
+
+
 def parse_floats(
     column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str
 ) -> np.ndarray:

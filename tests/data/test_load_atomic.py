@@ -118,6 +118,14 @@ def test_atomic_without_rating_field(tmp_path, cache_dir):
             "user_id:token\titem_id:token\trating:float\n1\t2\tfive\n",
             "x.inter line 2: rating 'five' is not a number",
         ),
+        (
+            "user_id:token\titem_id:token\n1\t2\n3\t \n",
+            "x.inter line 3: empty item_id:token field (column 2)",
+        ),
+        (
+            "item_id:token\tuser_id:token\n2\t\n",
+            "x.inter line 2: empty user_id:token field (column 2)",
+        ),
     ],
 )
 def test_atomic_errors(tmp_path, cache_dir, content, message):

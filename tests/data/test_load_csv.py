@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -125,3 +127,62 @@ def test_category_file_header_and_path_objects(tmp_path, cache_dir):
     ds = load_dataset(path, cache_dir=cache_dir, kcore=0, categories_file=cats)
     assert ds.category_names == ("A", "B", "unknown")
     assert ds.item_categories.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("1\t2\t5.0\n12\t\t5.0\n", "r.tsv line 2: empty item field (column 2)"),
+        ("1\t2\n \t3\n", "r.tsv line 2: empty user field (column 1)"),
+        ("user\titem\n\n1\t2\n4\t \n", "r.tsv line 4: empty item field (column 2)"),
+    ],
+)
+def test_empty_id_fields_are_rejected(tmp_path, cache_dir, rows, message):
+    path = write(tmp_path / "r.tsv", rows)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path), cache_dir=cache_dir, kcore=0)
+    assert str(info.value) == f"{tmp_path}/{message}"
+
+
+def test_semicolon_separated_csv_gets_a_hint(tmp_path, cache_dir):
+    path = write(tmp_path / "s.csv", "\nuser;item;rating\n1;2;5\n1;3;4\n")
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path), cache_dir=cache_dir, kcore=0)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path} line 2: the file looks semicolon-separated")
+    assert "tr ';' '\\t'" in message and str(tmp_path / "s.tsv") in message
+    # The conversion the message suggests loads the file.
+    write(tmp_path / "s.tsv", path.read_text().replace(";", "\t"))
+    ds = load_dataset(str(tmp_path / "s.tsv"), cache_dir=cache_dir, kcore=0)
+    assert all_pairs(ds) == {("1", "2"), ("1", "3")}
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "hint"),
+    [
+        ("t.csv", "1\t2\n", "the file looks tab-separated; rename it to t.tsv"),
+        ("c.tsv", "1,2,5\n", "the file looks comma-separated; rename it to c.csv"),
+        ("p.tsv", "1|2\n", "the file looks pipe-separated; convert it with tr '|'"),
+    ],
+)
+def test_other_delimiter_gets_a_hint(tmp_path, cache_dir, name, rows, hint):
+    with pytest.raises(DataError, match=f"{name} line 1: {re.escape(hint)}"):
+        load_dataset(str(write(tmp_path / name, rows)), cache_dir=cache_dir)
+
+
+def test_semicolon_separated_category_file_gets_a_hint(tmp_path, cache_dir):
+    path = write(tmp_path / "r.csv", "1,2\n3,4\n")
+    cats = write(tmp_path / "c.csv", "item;genres\n2;A\n")
+    with pytest.raises(DataError, match=r"c.csv line 1: the file looks semicolon-sep"):
+        load_dataset(str(path), cache_dir=cache_dir, kcore=0, categories_file=cats)
+
+
+def test_semicolon_hint_also_converts_decimal_commas(tmp_path, cache_dir):
+    path = write(tmp_path / "s.csv", "user;item;rating\n1;2;4,5\n1;3;3,5\n")
+    with pytest.raises(DataError, match=re.escape("tr ';,' '\\t.' < ")):
+        load_dataset(str(path), cache_dir=cache_dir, kcore=0)
+    text = path.read_text().replace(";", "\t").replace(",", ".")
+    converted = write(tmp_path / "s.tsv", text)
+    ds = load_dataset(str(converted), cache_dir=cache_dir, kcore=0)
+    assert all_pairs(ds) == {("1", "2")}
