@@ -75,3 +75,19 @@ def test_one_step_gradients_finite(setup, key):
     assert np.isfinite(float(value))
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
+
+
+def test_same_arguments_give_the_same_backbone_and_evaluation_compiles_once(rng):
+    from dvr_jax.evaluation.ranking import evaluate, make_eval_arrays
+    from tests.helpers import count_compilations, tiny_dataset
+
+    dataset = tiny_dataset(rng, n_users=17, n_items=23)  # shapes no other test uses
+    first = make_backbone("mf", dataset.n_users, dataset.n_items, dim=5)
+    assert make_backbone("mf", dataset.n_users, dataset.n_items, dim=5) is first
+    assert make_backbone("mf", dataset.n_users, dataset.n_items, dim=6) is not first
+    arrays = make_eval_arrays(dataset, "valid")
+    evaluate(first, first.init(jax.random.key(0)), None, arrays, ks=(5,))
+    again = make_backbone("mf", dataset.n_users, dataset.n_items, dim=5)  # a second run of a grid
+    with count_compilations() as compiled:
+        evaluate(again, again.init(jax.random.key(1)), None, arrays, ks=(5,))
+    assert compiled[0] == 0
