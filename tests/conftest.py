@@ -46,3 +46,11 @@ def key() -> jax.Array:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that reads the real datasets carries the `realdata` marker (`-m "not realdata"`)."""
+    del config
+    for item in items:
+        if "real_data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
