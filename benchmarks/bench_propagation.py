@@ -15,8 +15,8 @@ so the choice can be re-measured (e.g. on GPU). The last line is one JSON object
 
 Measured (CPU, 2 cores shared with other jobs, load average 3-5, repeats 3), fwd / fwd+bwd:
 bcsr_custom_vjp 271 / 397 ms, bcsr_autodiff 208 / 764 ms, scipy_csr_callback 364 / 601 ms,
-segment_sum 382 / 980 ms, bcoo 561 / 1016 ms. DESIGN.md's quiet-machine numbers: 76 / 122 ms
-for BCSR custom VJP against 254 / 454 ms for segment_sum.
+segment_sum 382 / 980 ms, bcoo 561 / 1016 ms. The quiet-machine numbers of docs/engineering.md §8:
+76 / 122 ms for BCSR custom VJP against 254 / 454 ms for segment_sum.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark of the DVR data valuator step: forward, forward + Shapley, MSE gradient.
 
-Reference: ALGORITHMS §1.7 (Variant G at B = 5000, M = 100, L = 2, h = 10) and §1.11.
+Reference: docs/harsanyi.md §5 (Variant G at B = 5000, M = 100, L = 2, h = 10) and §8.
 The authors' HarsanyiNet step takes 9-13 s per 5000-sample batch on this CPU (7.6 GB
 peak); the target is <= 0.1 s. Synthetic inputs (the step cost does not depend on the
 data). Reports the median over `--repeats` timed calls after `--warmup` calls

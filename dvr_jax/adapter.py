@@ -1,7 +1,8 @@
 """The REINFORCE metric adapter: Bernoulli selection, advantage with an EMA baseline, surrogate.
 
-Reference: DVR paper §5.2 (eqs. 5.9-5.13) with the corrections of ALGORITHMS.md §2.5:
-the valuator does gradient *ascent* on the expected validation reward,
+Reference: DVR paper, Sec. 5.2 (eqs. 5.9-5.13), with the corrections of docs/algorithm.md §6
+and docs/departures.md §7: the valuator does gradient *ascent* on the expected validation
+reward,
 
   L_pg = -sg(A_t) * (1/B) sum_b [s_b log(p_b + eps) + (1 - s_b) log(1 - p_b + eps)],
 
@@ -122,7 +123,7 @@ def policy_loss(probs: Array, mask: Array, adv: Array, *, reduction: str = "mean
 
 
 def code_policy_loss(values: Array, reward: Array) -> Array:
-    """The released code's surrogate R * mean log(w + 1e-8) (compat ablation, ALGORITHMS D11)."""
+    """The released code's surrogate R * mean log(w + 1e-8) (compat ablation, docs/departures.md §7)."""
     return jax.lax.stop_gradient(reward) * jnp.mean(jnp.log(values + LOG_EPSILON))
 
 

@@ -1,6 +1,6 @@
 """Per-sample BPR loss and masked reductions.
 
-Reference: Rendle et al., UAI 2009. ALGORITHMS.md §0.2: the per-sample loss keeps the
+Reference: Rendle et al., UAI 2009. docs/algorithm.md §3.1: the per-sample loss keeps the
 authors' epsilon, l_b = -log(sigmoid(s_ui - s_uj) + 1e-8).
 """
 

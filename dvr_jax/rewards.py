@@ -1,6 +1,6 @@
 """Validation rewards for the metric adapter, computed on device inside the train step.
 
-ALGORITHMS.md §2.6: rewards read only the *validation* split. Ranking rewards (recall,
+docs/algorithm.md §7: rewards read only the *validation* split. Ranking rewards (recall,
 ndcg, cc, ild, gini) rank all items for a fixed, seeded subset of validation users with
 their training items masked, through the evaluator's own top-K code. The loss reward is
 -mean BPR loss on a fixed set of validation triplets (each validation pair with one

@@ -1,6 +1,7 @@
 """On-device BPR triplet sampling: epoch permutations and exact uniform negatives.
 
-Reference: Rendle et al., UAI 2009 (uniform negatives, redrawn every epoch). ALGORITHMS.md §4.
+Reference: Rendle et al., UAI 2009 (uniform negatives, redrawn every epoch).
+docs/algorithm.md §2 and docs/engineering.md §6.
 
 Negatives are drawn *exactly* uniformly from I minus S_u+ without rejection: draw a rank
 r ~ U{0, ..., I - |S_u+| - 1} and map it to the r-th non-positive item. With the user's

@@ -1,7 +1,7 @@
 """Learner state: params, optimizer state and the step counter (a fork of flax TrainState).
 
 DVR has two learners (backbone and valuator), so the state is forked from
-`flax.training.train_state.TrainState` without its `apply_fn` (STYLE.md B.4.3).
+`flax.training.train_state.TrainState` without its `apply_fn` (docs/engineering.md §2).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def make_adam(learning_rate: float, weight_decay: float = 0.0, *, decoupled: boo
     Args:
       learning_rate: Adam step size.
       weight_decay: L2 coefficient; 0 disables it.
-      decoupled: use AdamW's decoupled decay instead (ALGORITHMS §7 D28 flag).
+      decoupled: use AdamW's decoupled decay instead (docs/departures.md §17).
 
     Returns:
       An optax transformation.

@@ -4,7 +4,7 @@ One BPR step: sample negatives on device -> encode (graph propagation once) -> s
 positive and negative pairs -> per-sample BPR loss -> (optional per-sample weights) ->
 gradient of the reduced loss + backbone regulariser -> Adam update. Everything is static
 shape; large arrays (training CSR, graph) are arguments, never closure constants, so one
-compiled program serves every step (STYLE.md B.4.4).
+compiled program serves every step (docs/engineering.md §3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""REINFORCE adapter: unbiasedness (T-A1), sign (T-A2), exploration band (T-A3), baseline."""
+"""REINFORCE adapter (docs/algorithm.md §6): unbiasedness, sign, exploration band, baseline."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_advantage_follows_the_ema_baseline():
 
 
 def test_estimator_is_unbiased_on_a_toy_bandit(key):
-    """T-A1: mean of A_t (s_t - p) equals d E[R] / d logit(p) = c p (1 - p)."""
+    """Unbiased: mean of A_t (s_t - p) equals d E[R] / d logit(p) = c p (1 - p)."""
     probs = jnp.array([0.2, 0.5, 0.7, 0.9])
     coef = jnp.array([1.0, -0.5, 2.0, 0.3])
     logits = jnp.log(probs / (1 - probs))
@@ -62,7 +62,7 @@ def test_positive_advantage_step_raises_log_probability_of_the_selection():
 
 
 def test_policy_learns_to_select_the_rewarding_sample(key):
-    """T-A2: if selecting sample 0 raises the reward, p_0 increases."""
+    """Sign: if selecting sample 0 raises the reward, p_0 increases."""
     tx = optax.adam(0.05)
 
     def update(carry, k):
@@ -81,7 +81,7 @@ def test_policy_learns_to_select_the_rewarding_sample(key):
 
 
 def test_exploration_penalty_pushes_the_mean_probability_into_the_band():
-    """T-A3: with all p near 1, descending the penalty brings mean p below 0.9."""
+    """Exploration band: with all p near 1, descending the penalty brings mean p below 0.9."""
     logits = jnp.full((5,), 3.0)
     for _ in range(300):
         logits = logits - 20.0 * jax.grad(lambda z: adapter.exploration_penalty(jax.nn.sigmoid(z)))(logits)

@@ -1,4 +1,5 @@
-"""DVR end to end on real data: every reward, warm start, and no test leakage (T-N3)."""
+"""DVR end to end on real data: every reward, warm start, and no test leakage (the test split
+never reaches training, rewards or model selection)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def test_dvr_runs_end_to_end_for_every_reward(real_data_dir, tmp_path, dataset, 
 
 
 def test_test_split_never_reaches_training_or_selection(real_data_dir, tmp_path):
-    """T-N3: replacing the test split by garbage leaves every training and validation number unchanged."""
+    """No test leakage: replacing the test split by garbage leaves every training and validation number unchanged."""
     dataset = load_dataset("lastfm", real_data_dir)
     rng = np.random.default_rng(7)
     garbage = np.stack([rng.integers(0, dataset.n_users, 500), rng.integers(0, dataset.n_items, 500)], 1)

@@ -1,4 +1,4 @@
-"""Advantage estimators on a toy bandit whose reward drifts: unbiased (T-A1), and the
+"""Advantage estimators on a toy bandit whose reward drifts: unbiased, and the
 counterfactual and leave-one-out estimators have lower variance than the EMA baseline.
 
 The toy: B = 4 samples with fixed selection probabilities p; at step t a common term

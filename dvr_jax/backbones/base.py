@@ -37,7 +37,7 @@ class Backbone(NamedTuple):
         pre-sigmoid scores; `key` enables dropout (NeuMF) in training, None is deterministic.
       score_all: `score_all(reps, users i32[C]) -> f32[C, I]`.
       pair_features: `pair_features(params, users, pos, neg) -> f32[B, F]`: per-sample
-        *ego* (layer-0) embeddings [user; pos; neg] for the data valuator (ALGORITHMS §1.1;
+        *ego* (layer-0) embeddings [user; pos; neg] for the data valuator (docs/algorithm.md §3.3;
         F = 3D, 6D for NeuMF's GMF+MLP tables). Callers apply stop_gradient.
       regularizer: `regularizer(params, reps, users, pos, neg) -> f32[]`: batch L2 term added
         to the loss (0 for backbones regularised by coupled weight decay).

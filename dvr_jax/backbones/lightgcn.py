@@ -2,7 +2,7 @@
 
 Reference: He, Deng, Wang, Li, Zhang, Wang, "LightGCN: Simplifying and Powering Graph
 Convolution Network for Recommendation", SIGIR 2020; semantics of gusye1234/LightGCN-PyTorch.
-ALGORITHMS.md §4.4:
+docs/algorithm.md §3.2:
 
 .. math::
     E^{(k+1)} = \\tilde A E^{(k)}, \\quad \\tilde A = D^{-1/2} A D^{-1/2}, \\quad

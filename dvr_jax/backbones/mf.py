@@ -2,7 +2,7 @@
 
 Reference: Koren et al., "Matrix factorization techniques for recommender systems", 2009;
 Rendle et al., "BPR: Bayesian personalized ranking from implicit feedback", UAI 2009.
-ALGORITHMS.md §4.1: no biases, d = 64, init N(0, (1/d)^2), coupled L2 weight decay 1e-3.
+docs/algorithm.md §3.2: no biases, d = 64, init N(0, (1/d)^2), coupled L2 weight decay 1e-3.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """MGCF (Multi-GCCF): bipartite graph convolution + multi-graph encoding + skip connection.
 
 Reference: Sun, Zhang, Ma, Coates, Guo, Tang, He, "Multi-Graph Convolution Collaborative
-Filtering", ICDM 2019 (arXiv:2001.00267). ALGORITHMS.md §4.3, D25, D35. Per layer l = 1..L
-and for the similarity graphs (all means over full neighbourhoods, `propagation.spmm`):
+Filtering", ICDM 2019 (arXiv:2001.00267); docs/algorithm.md §3.2, docs/departures.md §15.
+Per layer l = 1..L and for the similarity graphs (all means over full neighbourhoods,
+`propagation.spmm`):
 
 .. math::
     h_u^{(l)} = \\tanh(W_U^{(l)} [h_u^{(l-1)} ; \\mathrm{mean}_{i \\in N(u)} h_i^{(l-1)}]), \\quad
@@ -27,12 +28,12 @@ load_self_neighbours`):
     aggregators' tanh), then concatenated with the ego embedding (skip connection).
   * Similarity graphs: `sklearn.neighbors.kneighbors_graph(R, k, metric="cosine",
     include_self=False)` on the rows of R (users) and of Rᵀ (items) — a **top-k cosine**
-    rule, not a threshold (D35 resolved: top-k). k = `num_self_neigh`: 10 is the MGCCF
+    rule, not a threshold (settled: top-k). k = `num_self_neigh`: 10 is the MGCCF
     constructor default (DEGC's own config passes 5); we keep k_s = 10.
   * L2: `l2 · (l2_loss(r_user) + l2_loss(r_items))` with `tf.nn.l2_loss(x) = ½ Σ x²` on the
     final batch representations (192-d, ego part included), **summed** over the batch
     (MG's BPR loss is a sum too). `reg_reduction="mean"` divides by B instead.
-Our decisions where MG differs (ALGORITHMS §4.3): full-neighbourhood means instead of MG's
+Our decisions where MG differs (docs/departures.md §15): full-neighbourhood means instead of MG's
 per-step neighbour sampling (`gcn_sample`, `uniform_sample`); node-type weights per layer
 (identical to MG's tower weights for the default L = 1); similarity neighbours with zero
 cosine are dropped (sklearn would fill them with arbitrary distance-1 nodes), ties broken by

@@ -1,7 +1,7 @@
 """NeuMF: a GMF tower and an MLP tower fused by a linear prediction layer (a Linen module).
 
 Reference: He, Liao, Zhang, Nie, Hu, Chua, "Neural Collaborative Filtering", WWW 2017.
-ALGORITHMS.md §4.2 and D25 (inferred from DVR's argparse):
+docs/algorithm.md §3.2 and docs/departures.md §15 (sizes read from DVR's argparse):
 
 .. math::
     \\hat y_{ui} = h^\\top [\\, p^G_u \\odot q^G_i \\,;\\, a_L \\,] + b, \\qquad
@@ -50,7 +50,7 @@ class NeuMF(nn.Module):
       n_users: U.
       n_items: I.
       dim: the shared embedding size D of the registry interface; when given it sets
-        d_G = d_M = D (GMF size and the MLP input 2D), the spec's d_G = d_M = 64.
+        d_G = d_M = D (GMF size and the MLP input 2D), our default d_G = d_M = 64.
       gmf_dim: d_G (when `dim` is None).
       mlp_layers: MLP widths; `mlp_layers[0]` is the width of `[p^M_u; q^M_i]`, so
         d_M = mlp_layers[0] // 2, and the remaining entries are the hidden layer widths.
@@ -155,7 +155,7 @@ def make_neumf(
       n_users: U.
       n_items: I.
       dim: the shared embedding size D of the registry interface; when given it sets
-        d_G = d_M = D (GMF size and the MLP input 2D), the spec's d_G = d_M = 64.
+        d_G = d_M = D (GMF size and the MLP input 2D), our default d_G = d_M = 64.
       gmf_dim: d_G (when `dim` is None).
       mlp_layers: MLP widths, input width first (d_M = mlp_layers[0] // 2).
       dropout: dropout rate before each MLP Linear layer, used when a key is given.

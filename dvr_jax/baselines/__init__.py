@@ -1,4 +1,4 @@
-"""Baseline methods (ALGORITHMS.md §5): the popularity floor and the BPR variants of Table 2.
+"""Baseline methods (docs/baselines.md): the popularity floor and the BPR variants of Table 2.
 
 Each factory returns a `dvr_jax.methods.Method` running on any backbone through the shared
 jitted step machinery; `dvr_jax.loop.build` selects them by `RunConfig.method`.

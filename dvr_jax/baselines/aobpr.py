@@ -1,7 +1,7 @@
 """AOBPR: BPR with adaptive, context-dependent oversampling of high-ranked negatives.
 
 Reference: Rendle, Freudenthaler, "Improving Pairwise Learning for Item Recommendation from
-Implicit Feedback", WSDM 2014; LibRec `AoBPRRecommender`. ALGORITHMS.md §5. For a triplet
+Implicit Feedback", WSDM 2014; LibRec `AoBPRRecommender`. docs/baselines.md §4. For a triplet
 with user u (factors p_u, item factors q_i, n = I):
 
   1. rank r ∈ {1..n} with P(r) ∝ exp(−r/λ), λ = λ_rel · n;

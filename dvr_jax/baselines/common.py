@@ -1,7 +1,7 @@
 """Shared step machinery of the baselines: step data, triplet scoring, the weighted BPR update.
 
 Every baseline changes only which negatives are drawn and how the per-triplet BPR terms are
-weighted (ALGORITHMS.md §5), so they share `pairwise_update`: encode once, score the positive
+weighted (docs/baselines.md §1), so they share `pairwise_update`: encode once, score the positive
 and the negative(s), per-sample BPR losses, detached weights, reduced loss plus the backbone
 regulariser, one Adam update. When the negatives depend on the current representations
 (AOBPR), the encoder runs once under `jax.vjp` and its pullback carries the gradient back to

@@ -1,7 +1,7 @@
 """PRIS: personalised ranking with importance sampling of L negatives per positive.
 
 Reference: Lian, Liu, Chen, "Personalized Ranking with Importance Sampling", WWW 2020; the
-"PRIS(U)" mode of swt-user/WWW_2023_code `model.py`. ALGORITHMS.md §5:
+"PRIS(U)" mode of swt-user/WWW_2023_code `model.py`. docs/baselines.md §6:
 
 .. math::
     j_1 \\dots j_L \\sim q(\\cdot \\mid u) \\text{ on } I \\setminus S_u^+, \\quad

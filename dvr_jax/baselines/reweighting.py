@@ -2,7 +2,7 @@
 
 Reference: Wang, Feng, He, Nie, Chua, "Denoising Implicit Feedback for Recommendation",
 WSDM 2021; official code WenjieWWJ/DenoisingRec (`T_CE/loss.py`, `R_CE/loss.py`).
-ALGORITHMS.md §5, adapted from pointwise CE to BPR triplets (every triplet holds a positive):
+docs/baselines.md §7-8, adapted from pointwise CE to BPR triplets (every triplet holds a positive):
 
 * TCE-BPR: drop rate ε(t) = (t / N_r) ε_max^e for t < N_r, then ε_max (e = 1: a linear ramp);
   each batch keeps its ⌊(1 − ε(t)) B⌋ smallest-loss triplets and the loss is their mean.
@@ -10,7 +10,7 @@ ALGORITHMS.md §5, adapted from pointwise CE to BPR triplets (every triplet hold
   positive's confidence σ(ŷ)^β of R-CE).
 
 "Mean" is per the run's reduction: with `reduction="sum"` (the default of every method here,
-ALGORITHMS D28) both losses are B times their mean, so the data term keeps BPR's scale against
+docs/departures.md §17) both losses are B times their mean, so the data term keeps BPR's scale against
 the coupled L2 and the methods differ from BPR only in which triplets count and how much.
 """
 

@@ -1,34 +1,34 @@
 """TIL-UI / TIL-MI: triplet weights from a generator MLP learned by one-step look-ahead.
 
 Reference: Wu, Ma, Zhang, Liu, Tang, Coates, "Adapting Triplet Importance of Implicit Feedback
-for Personalized Recommendation", CIKM 2022 (arXiv:2208.01709). ALGORITHMS.md §5, D34.
+for Personalized Recommendation", CIKM 2022 (arXiv:2208.01709). docs/baselines.md §9.
 
-Sources and what was settled (D34). The paper's method section was not readable with our
+Sources and what was settled. The paper's method section was not readable with our
 tools (only its abstract and introduction). We read the authors' released code,
 github.com/haolun-wu/TIL @ b789fff (`main_MF.py`, `main_MF_cluster.py`, `model/MF.py`,
 `model/MF_cluster.py`, `model/Graph.py`), and the third-party port
 PeppeJerry/Cross-Attention-Review-to-User-CARU- @ c597a7e (`models/TIL.py`, `main_NEI.py`).
   * UI state: the released code's default (`--state 12`) is
     `[u⊙i + ν_u⊙i ; u⊙j + ν_u⊙j]`, ν_u = mean embedding of u's training positives — exactly
-    the spec (and the port). Settled: verified.
+    our first design (and the port). Settled: verified.
   * MI state: the released code's default (`--state 19`) is
     `[u⊙i + u⊙c_i + c_i⊙i ; u⊙j + u⊙c_j + c_j⊙j]` with c_i the *centroid* of i's k-means
     community (recomputed from the current embeddings every step; the labels are refreshed
-    every 10 epochs by k-means with n_c = 20). The spec's per-user community interest
+    every 10 epochs by k-means with n_c = 20). Our first design's per-user community interest
     ν_u^{(c(i))} (from memory, unverified) is not in that code. Settled: `mi_state="centroid"`
-    (released code) by default, `"user"` keeps the spec's variant.
+    (released code) by default, `"user"` keeps that variant.
   * Generator: released code `Linear(S, 64) → ReLU → Linear(64, 1, no bias) → softplus` (the
-    sigmoid is commented out); the port and the spec add a layer norm on the state and use a
+    sigmoid is commented out); the port and our first design add a layer norm on the state and use a
     sigmoid. Settled: hidden H = 64 (= d), output `softplus` by default (`output="sigmoid"`
-    for the spec), and the layer norm kept — our ego embeddings have std ~1/d, so without it
+    for the port's), and the layer norm kept — our ego embeddings have std ~1/d, so without it
     every state is ~1e-4 and the generator could hardly tell triplets apart.
   * Bilevel update: the released code takes an SGD look-ahead step (α = 1e-3, on the rows in
     the batch) on the weighted summed loss, and its outer loss is the *same training batch's*
     unweighted BPR at Θ'; the generator is trained by Adam (lr 1e-3, coupled wd 0.1) and the
-    model by Adam on the weighted loss. Settled: the spec's meta-reweighting form with a
+    model by Adam on the weighted loss. Settled: our first design's meta-reweighting form with a
     validation mini-batch (`outer="valid"`, default; every validation pair with a fresh
     uniform negative, B_val = B pairs drawn per step); `outer="train"` reproduces the released
-    code's outer objective. Order as in the spec: generator first, then the backbone with the
+    code's outer objective. Order as in that design: generator first, then the backbone with the
     new, detached weights. Generator weight decay 0 by default: the meta-gradients are ~1e-8,
     so a coupled wd of 0.1 would only shrink the generator to a constant weight.
   * Not reproduced from the released code: its 100 plain-BPR warm-up epochs before MI's

@@ -2,7 +2,7 @@
 
 Reference: Gantner, Drumond, Freudenthaler, Schmidt-Thieme, "Bayesian Personalized Ranking
 for Non-Uniformly Sampled Items", KDD Cup 2011 (JMLR W&CP 18); LibRec `WBPRRecommender`.
-ALGORITHMS.md §5: the negative is drawn with P(j | u) ∝ pop(j)^e over I minus S_u+ (pop = number
+docs/baselines.md §5: the negative is drawn with P(j | u) ∝ pop(j)^e over I minus S_u+ (pop = number
 of training interactions, e = 1), and the score gains an item bias b_j.
 
 Decisions:

@@ -1,6 +1,6 @@
 """Preprocessing: binarise, de-duplicate, iterated k-core, re-index, split per user.
 
-Implements ALGORITHMS.md §6.1–6.2 with vectorised NumPy (no per-interaction Python):
+Implements docs/data.md §3–4 with vectorised NumPy (no per-interaction Python):
 ratings >= a threshold are positives, duplicated (user, item) pairs count once, users
 and items with fewer than k interactions are removed until none is left, ids are
 re-indexed densely, and each user's positives are split 8:1:1 at random from a seed

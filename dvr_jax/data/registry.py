@@ -1,7 +1,7 @@
 """The dataset registry: the files each named dataset needs, their sources, parsers.
 
 `DATASETS` maps a name to a `DatasetSpec`: its files (name inside `<data_dir>/<name>/`,
-sha256 from `shared/data/README.md`, public download address), the parser, the default
+sha256 of its exact bytes, public download address), the parser, the default
 k-core, whether the dataset ships a fixed published train/test split, and its side
 information. `resolve_data_dir` / `resolve_cache_dir` say where files are looked for and
 where processed caches go (argument, else `$DVR_DATA_DIR` / `$DVR_CACHE_DIR`, else a
@@ -39,7 +39,7 @@ class FileSpec:
     Attributes:
       role: the parser's name for the file (e.g. "train").
       name: file name inside `<data_dir>/<dataset>/`.
-      sha256: hex digest of the exact bytes (shared/data/README.md).
+      sha256: hex digest of the exact bytes (docs/data.md §2).
       url: public address of the file, or of the zip archive holding it.
       member: base name of the file inside the zip at `url`; None for a plain file.
       pairs_sha256: digest of the file's distinct (user, item) pairs (see

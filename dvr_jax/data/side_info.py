@@ -2,7 +2,7 @@
 
 Item categories (used by the CC@K / ILD@K rewards) become a multi-hot float32[I, n_cat]
 matrix over a sorted vocabulary; an item with no category gets the category "unknown"
-(ALGORITHMS.md §6.1, step 5), so every row has at least one 1. User attributes (gender,
+(docs/data.md §3, step 6), so every row has at least one 1. User attributes (gender,
 age: fairness analyses) become one array[U] each: int32 with -1 for unknown when every
 known value is an integer, else str with "" for unknown.
 """

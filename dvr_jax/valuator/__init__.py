@@ -1,7 +1,8 @@
 """DVR data valuator: sample encoder, masked-AND Harsanyi blocks, exact Shapley values.
 
-Reference: DVR paper §5.1-5.2.1 and HarsanyiNet (Chen et al., ICML 2023);
-ALGORITHMS.md §1. Public functional primitives (all pure and jit-able, B static):
+Reference: DVR paper, Sec. 5.1-5.2.1, and HarsanyiNet (Chen et al., ICML 2023);
+docs/valuation.md and docs/harsanyi.md. Public functional primitives (all pure and
+jit-able, B static):
 
 * `make_valuator(kind="sample", **options) -> Valuator` over `VALUATOR_KINDS`:
   "sample" (`make_sample_valuator`, default: the sample game, permutation-equivariant,
@@ -14,9 +15,9 @@ ALGORITHMS.md §1. Public functional primitives (all pure and jit-able, B static
   `shapley(params, feats) -> f[B]`, `probabilities(params, shapley) -> f[B]` and
   `mse_loss(params, feats, target, present=None) -> (f[], ValuatorOutput)`.
 * `valuator_features(pair_features[B, 3D], losses[B]) -> f[B, 3D + 1]`.
-* `loss_target`, `metric_target`, `prediction_mse`, `sample_coalition` (§1.8);
-  `shapley_to_probabilities` (§1.9); `parameter_labels` (optax labels, the
-  `freeze_encoder` compat flag).
+* `loss_target`, `metric_target`, `prediction_mse`, `sample_coalition` (docs/algorithm.md
+  §7.3); `shapley_to_probabilities` (docs/algorithm.md §4.2); `parameter_labels` (optax
+  labels, the `freeze_encoder` compat flag).
 * `shapley_loss_cosine` (Fig. 2 statistic) and `explanation_rows` (host-side export).
 """
 

@@ -1,9 +1,9 @@
-"""Children-selection initialisers for Harsanyi blocks (logits tau', ALGORITHMS §1.3).
+"""Children-selection initialisers for Harsanyi blocks (logits tau', docs/harsanyi.md §2).
 
 Reference: Chen et al., "HarsanyiNet: computing accurate Shapley values in a single
 forward propagation", ICML 2023 (official `HarsanyiMLP.py` init: tau' = -V0 everywhere,
-then +V0 on `floor(act_ratio * D)` distinct inputs per unit). ALGORITHMS §1.7 adds
-`cover`, which deals a random permutation of the inputs round-robin to the units so
+then +V0 on `floor(act_ratio * D)` distinct inputs per unit). docs/harsanyi.md §2
+adds `cover`, which deals a random permutation of the inputs round-robin to the units so
 that no input (sample slot) is a null player.
 """
 

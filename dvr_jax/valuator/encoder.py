@@ -1,10 +1,10 @@
 """Row-wise sample encoders: per-sample features -> Harsanyi slot inputs.
 
 Reference: DVR paper eq. 5.4 (2-layer ReLU -> tanh, scalar output) and the authors'
-`value.py` (3 tanh layers over [user; pos; neg; loss]). ALGORITHMS §1.1 / D1:
-`encoder="code"` is the default, `encoder="paper"` the option; both are trained.
-Encoders act on each row independently (no normalisation across samples), which the
-exactness argument of §1.5 (E7) requires.
+`value.py` (3 tanh layers over [user; pos; neg; loss]). docs/harsanyi.md §6 and
+docs/departures.md §4: `encoder="code"` is the default, `encoder="paper"` the option;
+both are trained. Encoders act on each row independently (no normalisation across
+samples), which the exactness argument of docs/harsanyi.md §3 (E7) requires.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class CodeEncoder(nn.Module):
       out_dim: H (h_dim; 10, or 50 for the cc/ild configs).
       hidden: hidden widths (256, 128).
       use_loss_feature: read the last input column (the per-sample BPR loss); False is
-        the D7 ablation `encoder_loss_feature = false`.
+        the ablation of docs/harsanyi.md §6.
       param_dtype: parameter and compute dtype.
     """
 

@@ -1,7 +1,8 @@
 """Explanation exports: per-sample Shapley rows with triplet ids; the Fig. 2 statistic.
 
-Reference: DVR paper §6.5 / Fig. 2 (cosine between data values and the negative BPR
-loss, per batch); ALGORITHMS §1.9 and D37 (phi_b is a value *within its batch*).
+Reference: DVR paper, Sec. 6.5 / Fig. 2 (cosine between data values and the negative BPR
+loss, per batch); docs/algorithm.md §4.1 and docs/departures.md §19 (phi_b is a value
+*within its batch*).
 `shapley_loss_cosine` is a pure jnp function usable inside the jitted step;
 `explanation_rows` is host-side NumPy (logging cadence only), never reachable from
 jitted code.

@@ -1,7 +1,7 @@
 """Per-sample valuator inputs: stop-gradient ego embeddings and the per-sample BPR loss.
 
 Reference: the authors' `main.py` (DVR input `[p_u; q_i; q_j; l_b]`, all detached);
-ALGORITHMS §1.1. The valuator never back-propagates into the backbone, so both parts
+docs/algorithm.md §3.3. The valuator never back-propagates into the backbone, so both parts
 are wrapped in stop_gradient.
 """
 

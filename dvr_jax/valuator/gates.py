@@ -1,6 +1,6 @@
 """Pure primitives of a Harsanyi unit: STE mask, AND product, slot contributions.
 
-Reference: Chen et al., "HarsanyiNet", ICML 2023; ALGORITHMS §1.3 and §1.11. The two
+Reference: Chen et al., "HarsanyiNet", ICML 2023; docs/harsanyi.md §2 and §8. The two
 custom VJPs exist for speed only (their forward values are the plain formulas, and the
 tests compare their gradients with autodiff of those formulas): at B = 5000 the generic
 XLA:CPU gradients of the product and of the (M, B, H') contraction dominated the step.

@@ -1,7 +1,7 @@
 """Harsanyi blocks (masked AND units) as Flax Linen modules, with the STE.
 
-Reference: Chen et al., "HarsanyiNet", ICML 2023; DVR paper eqs. 5.5-5.6. ALGORITHMS
-§1.3 (block), §1.7 (Variant G: layer-1 children are whole sample slots), §1.11 (STE
+Reference: Chen et al., "HarsanyiNet", ICML 2023; DVR paper eqs. 5.5-5.6. docs/harsanyi.md
+§2 (block), §5 (Variant G: layer-1 children are whole sample slots), §8 (STE
 without custom_vjp). A unit m with children mask tau (hard 0/1 forward, sigmoid
 surrogate backward) computes
 
@@ -171,7 +171,7 @@ class HarsanyiNet(nn.Module):
       grouped: True for Variant G (slot-level layer-1 children); False for the flat
         variants (F, P, C_compat) whose layer 1 reads the sample-major flattened
         features.
-      beta, gamma_trig, act_ratio, v0: HarsanyiNet hyperparameters (§1.3, §1.7).
+      beta, gamma_trig, act_ratio, v0: HarsanyiNet hyperparameters (docs/harsanyi.md §2, §5).
       children_init: "random" or "cover" (applies to layer 1; deeper layers are
         "random").
       shared_slot_weights: Variant G option, see `GroupedHarsanyiBlock`.

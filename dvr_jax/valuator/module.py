@@ -1,9 +1,9 @@
 """The valuator's Linen module: encoder, constant column, presence mask, Harsanyi net.
 
-Reference: DVR paper §5.1; ALGORITHMS §1.1 (encoder), §1.5 E1 (a player is masked by
-zeroing its slot *after* the row-wise encoder) and §1.7 (constant-1 column, Variant G).
-The learnable probability-map offset c (§1.9) is created here so that all of Lambda
-lives in one parameter pytree.
+Reference: DVR paper, Sec. 5.1; docs/harsanyi.md §6 (encoder), §3 E1 (a player is masked
+by zeroing its slot *after* the row-wise encoder) and §5 (constant-1 column, Variant G).
+The learnable probability-map offset c (docs/algorithm.md §4.2) is created here so
+that all of Lambda lives in one parameter pytree.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Receptive fields and the exact sample-level Shapley read-out of a Harsanyi network.
 
 Reference: Chen et al., "HarsanyiNet", ICML 2023 (single-pass Shapley values); DVR
-paper eq. 5.8; ALGORITHMS §1.5 (exactness), §1.6 (sample vs feature players), §1.7
+paper eq. 5.8; docs/harsanyi.md §3 (exactness), §4 (sample vs feature players), §5
 (Variant G). Each unit u is one Harsanyi dividend of the masked-input game, carried by
 the set P(R_u) of players (samples) in its receptive field, so
 
@@ -10,7 +10,7 @@ the set P(R_u) of players (samples) in its receptive field, so
 with receptive fields built by *union* over children, `R^(l) = [tau^(l) R^(l-1) > 0]`.
 All vectorised: O(sum_l M_l D_{l-1}) plus one (M_l x M_{l-1}) @ (M_{l-1} x B) product
 per layer. The compat routines (`intersection`, `reshape(H, B)` grouping) reproduce
-the authors' code for ablations and regression tests only (ALGORITHMS §1.4, D3/D4).
+the authors' code for ablations and regression tests only (docs/harsanyi.md §4).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def receptive_fields(
         None keeps layer-1 inputs as the players (Variant G, or feature-level
         attribution).
       rule: "union" (correct, E6) or "intersection" (the authors'
-        `compute_shapley_tensor`, D3; a childless unit gets every player, as there).
+        `compute_shapley_tensor`, docs/harsanyi.md §4; a childless unit gets every
+        player, as there).
 
     Returns:
       per layer l, f[M_l, P] 0/1 receptive fields over the P players.
@@ -116,7 +117,7 @@ def feature_shapley(trace: HarsanyiTrace) -> Array:
     """Official HarsanyiNet attribution with *features* as players (flat variants).
 
     Exact for the feature-level game; summing it per sample is NOT the sample Shapley
-    value (ALGORITHMS §1.6a). Kept for explanation and for the counter-example tests.
+    value (docs/harsanyi.md §4). Kept for explanation and for the counter-example tests.
 
     Args:
       trace: forward trace of a flat (non-grouped) network.
@@ -141,10 +142,10 @@ def group_features(values: Array, n_samples: int) -> Array:
 
 
 def compat_shapley(trace: HarsanyiTrace, n_samples: int) -> Array:
-    """The authors' sample "values" (`variant = C_compat`, ablation only; D3 + D4).
+    """The authors' sample "values" (`variant = C_compat`, ablation only).
 
     Feature-level players, intersection receptive fields, then `reshape(H', B).sum(0)`,
-    which attaches values to the wrong samples (ALGORITHMS §1.6b).
+    which attaches values to the wrong samples (docs/harsanyi.md §4).
 
     Args:
       trace: forward trace of a flat network.

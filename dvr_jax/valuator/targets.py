@@ -1,7 +1,8 @@
 """MSE prediction targets and loss for the valuator's read-out y_G.
 
 Reference: DVR paper eq. 5.7 (`y* = sum l`) and the authors' `main.py` (`-sum l` for
-the loss reward, `100 R` for recall/ndcg). ALGORITHMS §1.8 / D16: `y* = -sum_b l_b`
+the loss reward, `100 R` for recall/ndcg). docs/algorithm.md §7.3 and docs/departures.md §9:
+`y* = -sum_b l_b`
 (the code's sign; higher phi = lower loss) for `loss`, `y* = 100 * R~` for every
 metric reward (oriented higher-is-better).
 """
@@ -21,7 +22,7 @@ def loss_target(
 ) -> Array:
     """Target for the `loss` reward: `-sum_{b in S} l_b` (optionally divided by B).
 
-    With `present` it is the coalition target of the optional coalition training (§1.8).
+    With `present` it is the coalition target of a coalition fit (docs/algorithm.md §7.3).
 
     Args:
       losses: f[B] per-sample BPR losses (pre-update, same training batch).
@@ -41,7 +42,7 @@ def loss_target(
 
 
 def sample_coalition(key: PRNGKey, n_slots: int, keep_prob: float = 0.5) -> Array:
-    """Random coalition (each slot kept with probability `keep_prob`), ALGORITHMS §1.8.
+    """Random coalition (each slot kept with probability `keep_prob`), docs/algorithm.md §7.3.
 
     For the optional coalition training of the loss game (off by default).
 

@@ -1,7 +1,7 @@
 """The DVR data valuator G(batch; Lambda): encoder + Harsanyi network + map offset.
 
-Reference: DVR paper §5.1 (data valuator) and §5.2.1; ALGORITHMS §1 (Variant G default,
-union receptive fields, exact sample-level Shapley values) and Appendix A (defaults).
+Reference: DVR paper, Sec. 5.1 (data valuator) and Sec. 5.2.1; docs/harsanyi.md (Variant G
+default, union receptive fields, exact sample-level Shapley values, defaults in §5).
 `make_slot_valuator` returns a NamedTuple of pure, jit-able functions over one
 parameter pytree `{"encoder": ..., "harsanyi": ..., "offset": f[]}`, so one optax
 optimizer trains all of Lambda. The batch size B is static: it fixes the layer-1
@@ -147,8 +147,8 @@ def assemble_valuator(
 def parameter_labels(params: Params, *, freeze_encoder: bool = False) -> Params:
     """Labels for `optax.multi_transform`: "train", or "freeze" on the encoder.
 
-    `freeze_encoder=True` is the compat flag of D2 (the released code never trains the
-    encoder).
+    `freeze_encoder=True` reproduces the released code, which never trains the encoder
+    (docs/harsanyi.md §6).
 
     Args:
       params: valuator parameter pytree.
@@ -209,7 +209,7 @@ def make_slot_valuator(
     gamma_dv: float = 100.0,
     param_dtype: jnp.dtype = jnp.float32,
 ) -> Valuator:
-    """Builds the slot-indexed Harsanyi valuator (defaults: ALGORITHMS Appendix A).
+    """Builds the slot-indexed Harsanyi valuator (defaults: docs/harsanyi.md §5).
 
     The paper's reading (Variant G and its F/P/C_compat siblings); slot-indexed, kept
     for reproduction. Its layer-1 parameters are indexed by batch position, so under
@@ -220,7 +220,8 @@ def make_slot_valuator(
       encoder: "code" (3-layer tanh, default) or "paper" (ReLU -> tanh scalar).
       h_dim: H; default 10 for "code", 1 for "paper" (use 50 for the cc/ild configs).
       encoder_hidden: code-encoder hidden widths.
-      use_loss_feature: code encoder reads the loss column (D7 ablation when False).
+      use_loss_feature: code encoder reads the loss column (False: the ablation of
+        docs/harsanyi.md §6).
       variant: "G" (sample-grouped, default), "F" (feature children pooled to samples),
         "P" (h_dim = 1, plain HarsanyiNet-MLP) or "C_compat" (the released code's
         values; ablation).

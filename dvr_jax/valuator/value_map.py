@@ -1,7 +1,8 @@
 """Maps within-batch Shapley values to Bernoulli selection probabilities.
 
-Reference: DVR paper §5.2.1 ("we normalize the Shapley value"; no formula) and the
-authors' `gamma * (phi - min phi)`. ALGORITHMS §1.9 / D9: default `sigmoid`, a
+Reference: DVR paper, Sec. 5.2.1 ("we normalize the Shapley value"; no formula) and the
+authors' `gamma * (phi - min phi)`. docs/algorithm.md §4.2 and docs/departures.md §5:
+default `sigmoid`, a
 standardised sigmoid with a learnable offset c,
 `p = eps + (1 - 2 eps) sigmoid(kappa (phi - mean) / (std + 1e-8) + c)`; `code` =
 `clip(gamma_dv (phi - min phi), 0, 1)` for compatibility only.

@@ -1,4 +1,4 @@
-"""Metric functions: NumPy loop oracles on random lists, and hand-computed tables (ALGORITHMS §3.6)."""
+"""Metric functions: NumPy loop oracles on random lists, and hand-computed tables (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -260,8 +260,8 @@ def test_compiles_once(small32):
 
 
 def test_one_optimizer_trains_encoder_harsanyi_and_offset(small32):
-    """One optax state over the whole pytree; MSE reaches the encoder (D2), the
-    probability term reaches the offset."""
+    """One optax state over the whole pytree; MSE reaches the encoder (which the released
+    code never trains), the probability term reaches the offset."""
     valuator, params = small32
     feats = _feats(7)
     advantage = jnp.linspace(-1.0, 1.0, N_SLOTS)
@@ -294,7 +294,8 @@ def test_one_optimizer_trains_encoder_harsanyi_and_offset(small32):
 
 
 def test_freeze_encoder_compat_and_coalition_target(small32):
-    """`freeze_encoder` (D2 compat) keeps the encoder fixed; coalition MSE step."""
+    """`freeze_encoder` (compat: the released code never trains the encoder) keeps the
+    encoder fixed; coalition MSE step."""
     valuator, params = small32
     feats = _feats(9)
     labels = parameter_labels(params, freeze_encoder=True)
@@ -344,7 +345,7 @@ def test_probability_maps():
     np.testing.assert_allclose(
         np.asarray(code), np.clip(100 * (np.asarray(phi) + 0.3), 0, 1)
     )
-    assert float(code[0]) == 0.0  # the arg-min sample always gets 0 (D9)
+    assert float(code[0]) == 0.0  # the arg-min sample always gets 0, as in the released code
     constant = shapley_to_probabilities(jnp.zeros(4), jnp.asarray(0.0))
     np.testing.assert_allclose(np.asarray(constant), 0.5, rtol=1e-6)
 
@@ -422,7 +423,7 @@ def test_explanation_export_and_cosine():
 
 
 def test_encoders_are_row_wise():
-    """E7: sample 0 changes only row 0; the paper encoder ignores the loss column."""
+    """E7 (docs/harsanyi.md §3): sample 0 changes only row 0; the paper encoder ignores the loss column."""
     feats = _feats(8)
     batch = jnp.concatenate([feats, feats.at[0].add(1.0), feats.at[:, -1].set(9.0)])
     for encoder in (

@@ -1,4 +1,4 @@
-"""ALGORITHMS §1.10 H1-H6, H9 in float64: vectorised Shapley vs brute-force enumeration.
+"""docs/harsanyi.md §7, H1-H6 and H9, in float64: vectorised Shapley vs brute-force enumeration.
 
 Every network here is built with hand-designed children (some deeper units have two
 children with disjoint receptive fields), weights A ~ N(0.7, 1) so that units are alive,
@@ -320,7 +320,7 @@ def test_h3_null_player(grouped):
 
 
 def test_h4_intersection_rf_fails_brute_force():
-    """H4: the intersection RF (D3) breaks exactness and efficiency (2-child unit)."""
+    """H4: the intersection RF (the released code's rule) breaks exactness and efficiency (2-child unit)."""
     rng = np.random.default_rng(4)
     net, params, slots, children = _build(
         rng, grouped=True, n_slots=8, h_dim=2, n_layers=2, width=4

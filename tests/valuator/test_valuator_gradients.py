@@ -1,4 +1,4 @@
-"""ALGORITHMS §1.10 H7 (straight-through estimator) and H8 (finite gradients at zeros).
+"""docs/harsanyi.md §7: H7 (straight-through estimator) and H8 (finite gradients at zeros).
 
 Also the custom VJPs of `and_product` / `slot_contributions` against plain autodiff.
 All in float64.

@@ -1,9 +1,9 @@
 """Slow NumPy/loop oracles for the valuator tests: Harsanyi forward, brute-force
 Shapley, RFs.
 
-Nothing here imports dvr_jax; the oracles re-implement ALGORITHMS §1.2-1.7 with explicit
+Nothing here imports dvr_jax; the oracles re-implement docs/harsanyi.md §1-5 with explicit
 loops over units, children and coalitions, so the vectorised JAX code is checked against
-an independent reading of the spec.
+an independent implementation of the same equations.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def all_masks(n_players: int) -> np.ndarray:
 
 
 def brute_force_shapley(values: np.ndarray, n_players: int) -> np.ndarray:
-    """Shapley values from a game table (ALGORITHMS §1.2, eq. 5.2), by enumeration.
+    """Shapley values from a game table (docs/harsanyi.md §1, paper eq. 5.2), by enumeration.
 
     Args:
       values: f64[2^n] with values[s] = v(S) for the coalition coded by s (see
@@ -48,7 +48,7 @@ def brute_force_shapley(values: np.ndarray, n_players: int) -> np.ndarray:
 def harsanyi_forward(
     hparams: dict, inputs: np.ndarray, *, grouped: bool, gamma: float, n_layers: int
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Loop implementation of the Harsanyi network (ALGORITHMS §1.3, §1.7) over many
+    """Loop implementation of the Harsanyi network (docs/harsanyi.md §2, §5) over many
     inputs.
 
     Args:
