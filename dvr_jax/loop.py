@@ -99,7 +99,7 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
 
 
 def _baseline_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, graph, init_params):
-    """A §5 baseline, the backbone it evaluates with (WBPR adds an item bias) and its step data."""
+    """A baseline (docs/baselines.md), the backbone it evaluates with (WBPR adds an item bias) and its step data."""
     common = dict(learning_rate=cfg.learning_rate, reduction=cfg.reduction, init_params=init_params)
     n_items, aux = dataset.n_items, {}
     if cfg.method == "tce":
