@@ -56,7 +56,7 @@ def test_existing_run_needs_resume_or_overwrite(real_data_dir, tmp_path, capsys)
     [
         (["--dataset", "no-such-set"], "known"),
         (["--resume"], "no checkpoint"),
-        (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--select-metric", "recall@50"], "select_metric must be <metric>@K with K in ks"),
         (["--backbone", "nope"], "unknown backbone"),
         (["--warm-start", "/nonexistent/run", "--method", "bpr"], "no BPR checkpoint"),
     ],

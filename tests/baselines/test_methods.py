@@ -78,7 +78,7 @@ def test_wbpr_evaluates_with_the_item_bias(rng):
     "changes, message",
     [({"pris_proposal": "cluster"}, "pris_proposal"), ({"tce_drop_rate": 1.0}, "tce_drop_rate"),
      ({"aobpr_lambda": 0.0}, "aobpr_lambda"), ({"til_outer": "test"}, "til_outer"),
-     ({"pris_negatives": 0}, "pris_negatives"), ({"method": "til"}, "unknown method")],  # fmt: skip
+     ({"pris_negatives": 0}, "pris_negatives"), ({"method": "til"}, "method must be one of")],  # fmt: skip
 )
 def test_bad_baseline_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
