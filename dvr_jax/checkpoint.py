@@ -3,7 +3,9 @@
 Each save is one orbax step directory holding two items: `state` (the array pytree,
 bit-exact on restore) and `meta` (JSON: epoch, early-stopping bookkeeping). Orbax writes to
 a temporary directory and renames it when complete, so a run killed during a save leaves
-the previous checkpoint intact.
+the previous checkpoint intact; the next manager over that directory deletes the temporary
+one. A manager keeps one step, the one saved last (`max_to_keep=1`): the run loop saves
+`latest` at every checkpoint and `best` only on improvement, so that step is the one wanted.
 """
 
 from __future__ import annotations
@@ -20,9 +22,21 @@ class CheckpointError(RuntimeError):
 
 
 def open_manager(directory: str | pathlib.Path, *, max_to_keep: int = 1) -> ocp.CheckpointManager:
-    """A synchronous checkpoint manager over `directory` (created if needed)."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
+    """A synchronous checkpoint manager over `directory` (created if needed; unfinished saves removed)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
+                                           cleanup_tmp_directories=True)  # fmt: skip
     return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options)
+
+
+def finished_steps(directory: str | pathlib.Path) -> list[int]:
+    """The completed checkpoint steps in `directory` (none if it is missing); creates nothing."""
+    directory = pathlib.Path(directory)
+    return sorted(ocp.path.step.checkpoint_steps(directory)) if directory.is_dir() else []
+
+
+def disk_bytes(directory: str | pathlib.Path) -> int:
+    """Total size of the regular files under `directory` (0 if it is missing)."""
+    return sum(p.stat().st_size for p in pathlib.Path(directory).rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, Any]) -> None:

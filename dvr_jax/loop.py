@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import pathlib
-import shutil
 import sys
 import time
 from typing import Any
@@ -20,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dvr_jax import baselines, checkpoint, export, rewards, sampler
+from dvr_jax import baselines, checkpoint, export, rewards, rundir, sampler
 from dvr_jax.backbones import Backbone, make_backbone, propagation
 from dvr_jax.baselines import make_popularity
 from dvr_jax.config import ConfigError, RunConfig
@@ -36,6 +35,14 @@ from dvr_jax.valuator import make_valuator
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss; the message names the step and the last good checkpoint."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; `epoch` is the last epoch it completed."""
+
+    def __init__(self, epoch: int, workdir: pathlib.Path):
+        super().__init__(f"interrupted at epoch {epoch} in {workdir}")
+        self.epoch, self.workdir = epoch, workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,7 +214,7 @@ def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Pa
         settings["source_hash"] = dataset.source_hash
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     root = pathlib.Path(cfg.out).parent if cfg.out else pathlib.Path("runs")
-    return root / "pretrained" / f"{cfg.dataset}-{cfg.backbone}-s{cfg.seed}-{digest}"
+    return root / "pretrained" / f"{rundir.dataset_label(cfg.dataset)}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
 def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
@@ -245,24 +252,37 @@ def _evaluate(components: Components, params, arrays: EvalArrays, ks) -> dict[st
     )  # fmt: skip
 
 
-def _check_workdir(cfg: RunConfig) -> pathlib.Path:
-    """Validates --resume / --overwrite against the run directory; creates and deletes nothing."""
-    workdir = pathlib.Path(cfg.out or pathlib.Path("runs") / cfg.run_name)
-    has_run = (workdir / "checkpoints").exists() or (workdir / "results.json").exists()
+def _check_workdir(cfg: RunConfig, workdir: pathlib.Path) -> bool:
+    """Validates --resume / --overwrite against the (locked) run directory; deletes nothing.
+
+    Only a finished checkpoint or `results.json` make a run: a folder left by a run stopped
+    before its first checkpoint (no or a partial `checkpoints/`) counts as empty.
+
+    Returns:
+      Whether to resume from `checkpoints/latest`; False: start from the beginning.
+    """
+    latest = workdir / "checkpoints" / "latest"
+    resumable = bool(checkpoint.finished_steps(latest))
+    has_run = resumable or bool(checkpoint.finished_steps(workdir / "checkpoints" / "best"))
+    has_run = has_run or (workdir / "results.json").exists()
     if cfg.resume:
-        if not (workdir / "checkpoints" / "latest").exists():
-            raise checkpoint.CheckpointError(f"--resume: no checkpoint in {workdir / 'checkpoints' / 'latest'}")
-        try:
-            saved = json.loads((workdir / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise checkpoint.CheckpointError(f"--resume: cannot read {workdir / 'config.json'}: {err}") from err
-        mine = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "progress", "overwrite", "export")}
-        diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
-        if diff:
-            raise ConfigError(f"--resume with a different config than {workdir}/config.json: {', '.join(diff)}")
-    elif has_run and not cfg.overwrite:
+        if resumable or (workdir / "config.json").exists():
+            try:
+                saved = json.loads((workdir / "config.json").read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise checkpoint.CheckpointError(f"--resume: cannot read {workdir / 'config.json'}: {err}") from err
+            mine = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "progress", "overwrite", "export")}
+            diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
+            if diff:
+                raise ConfigError(f"--resume with a different config than {workdir}/config.json: {', '.join(diff)}")
+        if not resumable:
+            print(f"--resume: no finished checkpoint in {latest}; starting from the beginning", file=sys.stderr)
+        return resumable
+    if has_run and not cfg.overwrite:
         raise ConfigError(f"{workdir} already holds a run; pass --resume to continue it or --overwrite")
-    return workdir
+    if not has_run and rundir.leftovers(workdir):
+        print(f"{workdir} holds no results and no finished checkpoint; starting over", file=sys.stderr)
+    return False
 
 
 class _Progress:
@@ -331,6 +351,10 @@ def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: 
 def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report: bool = True) -> dict[str, Any]:
     """Trains `cfg.method`, selects on validation, scores test once and writes the run directory.
 
+    The run directory is created and locked (`run.lock`) before anything else. A run that
+    fails or is interrupted removes a directory it created unless that holds a finished
+    checkpoint, and always releases its lock.
+
     Args:
       cfg: the run configuration.
       dataset: an already loaded dataset (default: load `cfg.dataset`).
@@ -338,35 +362,76 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
 
     Returns:
       The results dict written to `results.json`.
+
+    Raises:
+      RunInterrupted: on KeyboardInterrupt, naming the last completed epoch.
+      rundir.RunDirError: the run directory cannot be created or written, or is in use.
     """
     started = time.time()
-    workdir = _check_workdir(cfg)
-    components = build(cfg, dataset)  # bad input fails here, before anything is written
-    if not cfg.resume:
-        if workdir.exists() and cfg.overwrite:
-            shutil.rmtree(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume:
+    workdir = pathlib.Path(cfg.out) if cfg.out else rundir.default_run_dir(cfg)
+    created = rundir.create(workdir)
+    try:
+        lock = rundir.acquire_lock(workdir)
+    except BaseException:
+        rundir.remove_empty(workdir, created)
+        raise
+    tracker = {"epoch": 0, "best_value": -np.inf, "best_epoch": -1, "bad_checks": 0, "train_seconds": 0.0}
+    finished = False
+    try:
+        resume = _check_workdir(cfg, workdir)
+        components = build(cfg, dataset)  # bad input fails here, before anything is written
+        with rundir.writing(workdir):
+            results = _run(cfg, components, workdir, resume, tracker)
+            results["total_seconds"] = time.time() - started
+            export.write_json(workdir / "results.json", results)
+        finished = True
+    except KeyboardInterrupt as err:
+        raise RunInterrupted(tracker["epoch"], workdir) from err
+    finally:
+        if not finished:
+            checkpoints = workdir / "checkpoints"
+            keep = any(checkpoint.finished_steps(checkpoints / name) for name in ("latest", "best"))
+            rundir.discard(workdir, created, keep=keep or (workdir / "results.json").exists())
+        rundir.release_lock(lock)
+    if report:
+        _print_summary(cfg, results, workdir)
+    return results
+
+
+def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: dict) -> dict:
+    """The run proper, in a locked `workdir`: (re)start, train, restore the best, score test once.
+
+    Returns:
+      The results for `results.json` (the caller adds the total time and writes it).
+    """
+    if not resume:
+        rundir.clear(workdir, everything=cfg.overwrite)
         export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
     progress = _Progress(cfg.progress, cfg.epochs)
     method = components.method
     keys = run_keys(cfg.seed)
     state = method.init(keys[0])
     logs = {"metrics": [], "train_log": []}
-    tracker = {"epoch": 0, "best_value": -np.inf, "best_epoch": -1, "bad_checks": 0, "train_seconds": 0.0}
-    latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
-    best = checkpoint.open_manager(workdir / "checkpoints" / "best")
-    if cfg.resume:
-        state, tracker, _ = checkpoint.restore(latest, state)
-        for name in logs:
-            path = workdir / f"{name}.jsonl"
-            lines = path.read_text().splitlines() if path.exists() else []
-            logs[name] = [r for r in map(json.loads, lines) if r["epoch"] <= tracker["epoch"]]
-        progress.line(f"resumed {workdir} at epoch {tracker['epoch']}")
-
     per_sample = {}
     if method.step is not None:
-        state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
+        latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
+        best = checkpoint.open_manager(workdir / "checkpoints" / "best")
+        if resume:
+            state, saved, _ = checkpoint.restore(latest, state)
+            tracker.update(saved)
+            for name in logs:
+                path = workdir / f"{name}.jsonl"
+                lines = path.read_text().splitlines() if path.exists() else []
+                logs[name] = [r for r in map(json.loads, lines) if r["epoch"] <= tracker["epoch"]]
+            progress.line(f"resumed {workdir} at epoch {tracker['epoch']}")
+        try:
+            state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
+        except KeyboardInterrupt:  # keep the logs of the completed epochs; a resume cuts them at its checkpoint
+            if progress.enabled:
+                sys.stderr.write("\r\033[K")  # the message goes where the bar was
+            for name, records in logs.items():
+                export.write_jsonl(workdir / f"{name}.jsonl", [r for r in records if r["epoch"] <= tracker["epoch"]])
+            raise
         pairs = getattr(state, "pairs", None)  # DVR: running values of every pair over all epochs
         if pairs is not None:
             export.export_pair_values(components.dataset, components.data.train, jax.device_get(pairs),
@@ -377,22 +442,22 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
     valid_metrics = _evaluate(components, params, components.valid, cfg.ks)
     test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
     test_metrics = _evaluate(components, params, test_arrays, cfg.ks)  # the only read of test
+    checkpoint_bytes = checkpoint.disk_bytes(workdir / "checkpoints")
+    if checkpoint_bytes:
+        progress.line(f"checkpoints: {checkpoint_bytes / 1e6:.1f} MB in {workdir / 'checkpoints'}")
     results = {
         "dataset": cfg.dataset, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
         "reward": cfg.reward if cfg.method == "dvr" else None,
         "best_epoch": tracker["best_epoch"], "valid": valid_metrics, "test": test_metrics,
-        "train_seconds": tracker["train_seconds"], "total_seconds": time.time() - started,
+        "train_seconds": tracker["train_seconds"], "checkpoint_bytes": checkpoint_bytes,
         "dataset_summary": components.dataset.summary(),
     }  # fmt: skip
-    export.write_json(workdir / "results.json", results)
     if per_sample:
         export.export_data_values(components.dataset, jax.device_get(per_sample), workdir / "data_values.tsv")
     if cfg.export:
         export.export_splits(components.dataset, workdir / "export")
         users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
         export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
-    if report:
-        _print_summary(cfg, results, workdir)
     return results
 
 

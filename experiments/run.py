@@ -130,6 +130,7 @@ def config_from_args(argv: list[str] | None = None) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status: 0, 2 bad input, 3 diverged, 130 interrupted (Ctrl-C)."""
     try:
         cfg = config_from_args(argv)
         from dvr_jax.loop import TrainingDiverged, train_and_evaluate
@@ -139,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         except TrainingDiverged as err:
             print(f"error: {err}", file=sys.stderr)
             return 3
-    except USER_ERRORS as err:
+    except USER_ERRORS as err:  # a RunDirError (--out unusable or in use) is a ConfigError
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # loop.RunInterrupted carries the last completed epoch
+        print(f"interrupted at epoch {getattr(err, 'epoch', 0)}; resume with --resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -55,7 +55,6 @@ def test_existing_run_needs_resume_or_overwrite(real_data_dir, tmp_path, capsys)
     "argv, message",
     [
         (["--dataset", "no-such-set"], "known"),
-        (["--resume"], "no checkpoint"),
         (["--select-metric", "recall@50"], "select_metric must be <metric>@K with K in ks"),
         (["--backbone", "nope"], "unknown backbone"),
         (["--warm-start", "/nonexistent/run", "--method", "bpr"], "no BPR checkpoint"),
