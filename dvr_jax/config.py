@@ -117,6 +117,9 @@ class RunConfig:
     harsanyi_layers: int = _field("dvr", 2, "slot valuator: Harsanyi layers", min=1)
     children_init: Literal["random", "cover"] = _field("dvr", "random", "slot valuator: initial children masks")
     value_map: Literal["sigmoid", "code"] = _field("dvr", "sigmoid", "map from data value to selection probability")
+    selection_slope: float = _field("dvr", 1.0, "slope kappa of the sigmoid map on the batch-standardised value", gt=0)
+    selection_floor: float = _field("dvr", 1e-3, "probabilities of the sigmoid map stay in [floor, 1 - floor]",
+                                    min=0, lt=0.5)
     valuator_learning_rate: float = _field("dvr", 1e-3, "Adam step size of the valuator", gt=0)
     valuator_weight_decay: float = _field("dvr", 1e-3, "coupled L2 weight decay of the valuator's Adam", min=0)
     alpha_mse: float = _field("dvr", 1.0, "weight of the valuator's MSE term", min=0)

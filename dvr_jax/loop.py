@@ -29,7 +29,7 @@ from dvr_jax.dvr import DVRConfig, DVRData
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
 from dvr_jax.methods import Method, make_bpr_method, make_dvr_method, make_pop_method
 from dvr_jax.train import StepData
-from dvr_jax.valuator import make_valuator
+from dvr_jax.valuator import Valuator, make_valuator
 
 
 
@@ -160,13 +160,18 @@ def _dvr_reward_data(cfg: RunConfig, dataset: Dataset, train_arrays) -> rewards.
         raise ConfigError(str(err)) from err
 
 
-def _dvr_method(cfg: RunConfig, backbone: Backbone, train_arrays, init_params) -> Method:
+def run_valuator(cfg: RunConfig) -> Valuator:
+    """The data valuator a DVR run trains, built from the config's valuator fields."""
+    selection = dict(value_map=cfg.value_map, kappa=cfg.selection_slope, eps=cfg.selection_floor)
     if cfg.valuator == "sample":
-        valuator = make_valuator("sample", h_dim=cfg.h_dim, interaction_rank=cfg.interaction_rank,
-                                 max_order=cfg.max_order, value_map=cfg.value_map)  # fmt: skip
-    else:
-        valuator = make_valuator("slot", h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
-                                 children_init=cfg.children_init, value_map=cfg.value_map)  # fmt: skip
+        return make_valuator("sample", h_dim=cfg.h_dim, interaction_rank=cfg.interaction_rank,
+                             max_order=cfg.max_order, **selection)  # fmt: skip
+    return make_valuator("slot", h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
+                         children_init=cfg.children_init, **selection)  # fmt: skip
+
+
+def _dvr_method(cfg: RunConfig, backbone: Backbone, train_arrays, init_params) -> Method:
+    valuator = run_valuator(cfg)
     dvr_config = DVRConfig(
         reward=cfg.reward, weight_mode=cfg.weight_mode, pg_mode=cfg.pg_mode, reduction=cfg.reduction,
         alpha_mse=cfg.alpha_mse, alpha_pg=cfg.alpha_pg, lambda_explore=cfg.lambda_explore,

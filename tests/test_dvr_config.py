@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import pytest
 
 from dvr_jax.config import ConfigError, RunConfig
@@ -29,3 +30,21 @@ def test_dvr_flags_reach_the_config():
 def test_bad_dvr_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig(method="dvr", **changes)
+
+
+def test_selection_slope_and_floor_reach_the_valuator():
+    import jax.numpy as jnp
+
+    from dvr_jax.loop import run_valuator
+
+    shapley = jnp.linspace(-2.0, 2.0, 9)
+
+    def probabilities(**changes):
+        valuator = run_valuator(RunConfig(**changes))
+        return valuator.probabilities({"offset": jnp.zeros(())}, shapley)
+
+    base, steep, floored = probabilities(), probabilities(selection_slope=3.0), probabilities(selection_floor=0.2)
+    standardised = (shapley - jnp.mean(shapley)) / jnp.std(shapley)
+    assert jnp.allclose(steep, 1e-3 + (1 - 2e-3) * jax.nn.sigmoid(3.0 * standardised), atol=1e-5)
+    assert jnp.allclose(floored, 0.2 + 0.6 * jax.nn.sigmoid(standardised), atol=1e-5)
+    assert jnp.max(steep) > jnp.max(base) and jnp.min(floored) >= 0.2
