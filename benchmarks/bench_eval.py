@@ -14,20 +14,16 @@ clock is read. The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import pathlib
 import statistics
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks.common import emit, peak_rss_mb  # noqa: E402
-from dvr_jax.backbones import make_mf  # noqa: E402
-from dvr_jax.data import Dataset, load_dataset  # noqa: E402
-from dvr_jax.evaluation import evaluate, evaluate_on_device, make_eval_arrays  # noqa: E402
+from benchmarks.common import emit, peak_rss_mb
+from dvr_jax.backbones import make_mf
+from dvr_jax.data import Dataset, load_dataset
+from dvr_jax.evaluation import evaluate, evaluate_on_device, make_eval_arrays
 
 COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",

@@ -22,19 +22,15 @@ segment_sum 382 / 980 ms, bcoo 561 / 1016 ms. The quiet-machine numbers of docs/
 from __future__ import annotations
 
 import argparse
-import pathlib
 import statistics
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks.common import emit, peak_rss_mb  # noqa: E402
-from dvr_jax.backbones import propagation  # noqa: E402
+from benchmarks.common import emit, peak_rss_mb
+from dvr_jax.backbones import propagation
 
 
 def synthetic_pairs(rng: np.random.Generator, n_users: int, n_items: int, n_pairs: int) -> np.ndarray:

@@ -14,20 +14,15 @@ last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
+import ast
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import numpy as np
 
-import ast  # noqa: E402
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks.common import emit, peak_rss_mb  # noqa: E402
-from dvr_jax import loop, sampler  # noqa: E402
-from dvr_jax.config import RunConfig  # noqa: E402
+from benchmarks.common import emit, peak_rss_mb
+from dvr_jax import loop, sampler
+from dvr_jax.config import RunConfig
 
 
 def main() -> None:

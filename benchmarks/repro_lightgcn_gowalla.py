@@ -27,21 +27,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import pathlib
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks.common import emit, peak_rss_mb  # noqa: E402
-from dvr_jax import sampler, train  # noqa: E402
-from dvr_jax.backbones import make_backbone  # noqa: E402
-from dvr_jax.data import load_dataset  # noqa: E402
-from dvr_jax.evaluation import evaluate, make_eval_arrays  # noqa: E402
+from benchmarks.common import emit, peak_rss_mb
+from dvr_jax import sampler, train
+from dvr_jax.backbones import make_backbone
+from dvr_jax.data import load_dataset
+from dvr_jax.evaluation import evaluate, make_eval_arrays
 
 PUBLISHED = {"recall@20": 0.1824, "ndcg@20": 0.1547}
 

@@ -28,6 +28,7 @@ from dvr_jax.data.dataset import Dataset
 from dvr_jax.dvr import DVRConfig, DVRData
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
 from dvr_jax.methods import Method, make_bpr_method, make_dvr_method, make_pop_method
+from dvr_jax.progress import TrainingProgress
 from dvr_jax.train import StepData
 from dvr_jax.valuator import Valuator, make_valuator
 
@@ -290,25 +291,6 @@ def _check_workdir(cfg: RunConfig, workdir: pathlib.Path) -> bool:
     return False
 
 
-class _Progress:
-    """A one-line text progress bar on stderr (no dependency, no device syncs)."""
-
-    def __init__(self, enabled: bool, epochs: int):
-        self.enabled, self.epochs, self.status = enabled and sys.stderr.isatty(), epochs, ""
-
-    def update(self, epoch: int, done: int, total: int) -> None:
-        if self.enabled and (done == total or done % max(1, total // 20) == 0):
-            filled = int(20 * done / max(total, 1))
-            bar = "#" * filled + "." * (20 - filled)
-            sys.stderr.write(f"\repoch {epoch + 1}/{self.epochs} [{bar}] {done}/{total} {self.status}")
-            sys.stderr.flush()
-
-    def line(self, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-        print(text, file=sys.stderr, flush=True)
-
-
 PER_SAMPLE_KEYS = ("users", "pos_items", "neg_items", "shapley", "probs", "mask", "influence")
 
 
@@ -322,7 +304,7 @@ def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     return k_init, k_epoch, k_step
 
 
-def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: RunConfig, progress: _Progress):
+def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: RunConfig, progress: TrainingProgress):
     """Runs one epoch of jitted steps.
 
     Returns:
@@ -386,7 +368,8 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
         resume = _check_workdir(cfg, workdir)
         components = build(cfg, dataset)  # bad input fails here, before anything is written
         with rundir.writing(workdir):
-            results = _run(cfg, components, workdir, resume, tracker)
+            label = cfg.method if report else f"warm start ({cfg.method})"
+            results = _run(cfg, components, workdir, resume, tracker, label)
             results["total_seconds"] = time.time() - started
             export.write_json(workdir / "results.json", results)
         finished = True
@@ -403,7 +386,8 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
     return results
 
 
-def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: dict) -> dict:
+def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: dict,
+         label: str) -> dict:
     """The run proper, in a locked `workdir`: (re)start, train, restore the best, score test once.
 
     Returns:
@@ -412,7 +396,6 @@ def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: 
     if not resume:
         rundir.clear(workdir, everything=cfg.overwrite)
         export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
-    progress = _Progress(cfg.progress, cfg.epochs)
     method = components.method
     keys = run_keys(cfg.seed)
     state = method.init(keys[0])
@@ -428,15 +411,16 @@ def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: 
                 path = workdir / f"{name}.jsonl"
                 lines = path.read_text().splitlines() if path.exists() else []
                 logs[name] = [r for r in map(json.loads, lines) if r["epoch"] <= tracker["epoch"]]
-            progress.line(f"resumed {workdir} at epoch {tracker['epoch']}")
-        try:
-            state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
-        except KeyboardInterrupt:  # keep the logs of the completed epochs; a resume cuts them at its checkpoint
-            if progress.enabled:
-                sys.stderr.write("\r\033[K")  # the message goes where the bar was
-            for name, records in logs.items():
-                export.write_jsonl(workdir / f"{name}.jsonl", [r for r in records if r["epoch"] <= tracker["epoch"]])
-            raise
+            print(f"resumed {workdir} at epoch {tracker['epoch']}", file=sys.stderr, flush=True)
+        with TrainingProgress(cfg.progress, cfg.epochs, label=label, start_epoch=tracker["epoch"]) as progress:
+            try:
+                state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
+            except KeyboardInterrupt:  # keep the logs of the completed epochs; a resume cuts them at its checkpoint
+                progress.close()  # the message goes where the bars were
+                for name, records in logs.items():
+                    kept = [r for r in records if r["epoch"] <= tracker["epoch"]]
+                    export.write_jsonl(workdir / f"{name}.jsonl", kept)
+                raise
         pairs = getattr(state, "pairs", None)  # DVR: running values of every pair over all epochs
         if pairs is not None:
             export.export_pair_values(components.dataset, components.data.train, jax.device_get(pairs),
@@ -449,7 +433,7 @@ def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: 
     test_metrics = _evaluate(components, params, test_arrays, cfg.ks)  # the only read of test
     checkpoint_bytes = checkpoint.disk_bytes(workdir / "checkpoints")
     if checkpoint_bytes:
-        progress.line(f"checkpoints: {checkpoint_bytes / 1e6:.1f} MB in {workdir / 'checkpoints'}")
+        print(f"checkpoints: {checkpoint_bytes / 1e6:.1f} MB in {workdir / 'checkpoints'}", file=sys.stderr)
     results = {
         "dataset": cfg.dataset, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
         "reward": cfg.reward if cfg.method == "dvr" else None,

@@ -61,13 +61,11 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from dvr_jax import noise  # noqa: E402
-from dvr_jax.checkpoint import CheckpointError  # noqa: E402
-from dvr_jax.config import METHODS, REWARDS, ConfigError, RunConfig  # noqa: E402
-from dvr_jax.data import DataError, Dataset, load_dataset  # noqa: E402
-from dvr_jax.export import write_json  # noqa: E402
+from dvr_jax import noise
+from dvr_jax.checkpoint import CheckpointError
+from dvr_jax.config import METHODS, REWARDS, ConfigError, RunConfig
+from dvr_jax.data import DataError, Dataset, load_dataset
+from dvr_jax.export import write_json
 
 TEST_METRICS = ("recall@20", "ndcg@20")
 VALID_METRICS = ("recall@20",)

@@ -21,9 +21,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from experiments import tables  # noqa: E402
+from experiments import tables
 
 BASELINES = ["bpr", "aobpr", "wbpr", "pris", "tce", "rce", "til-ui", "til-mi"]
 GRIDS = {

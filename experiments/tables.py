@@ -19,9 +19,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from experiments import run  # noqa: E402
+from dvr_jax.progress import GridProgress
+from experiments import run
 
 
 def _cell(values: list[float]) -> str:
@@ -41,26 +40,27 @@ def main(argv: list[str] | None = None) -> int:
 
     out = pathlib.Path(args.out)
     rows = []
-    for dataset in args.datasets:
-        for backbone in args.backbones:
-            for method in args.methods:
-                for reward in args.rewards if method == "dvr" else ["recall"]:
-                    per_seed = []
-                    for seed in args.seeds:
-                        workdir = out / f"{dataset}-{backbone}-{method}-{reward}-s{seed}"
-                        if not (workdir / "results.json").exists():
-                            cli_method = ["bpr", "--warm-start", "auto"] if method == "bpr-continued" else [method]
-                            code = run.main([
-                                "--dataset", dataset, "--backbone", backbone, "--method", *cli_method,
-                                "--reward", reward, "--seed", str(seed), "--out", str(workdir),
-                                "--overwrite", "--no-progress", *passthrough,
-                            ])  # fmt: skip
-                            if code != 0:
-                                return code
-                        per_seed.append(json.loads((workdir / "results.json").read_text())["test"])
-                    name = f"dvr-{reward}" if method == "dvr" else method
-                    cells = [_cell([r[m] for r in per_seed]) for m in args.metrics]
-                    rows.append(f"| {dataset} | {backbone} | {name} | " + " | ".join(cells) + " |")
+    groups = [(dataset, backbone, method, reward) for dataset in args.datasets for backbone in args.backbones
+              for method in args.methods for reward in (args.rewards if method == "dvr" else ["recall"])]  # fmt: skip
+    with GridProgress(len(groups) * len(args.seeds), label="table runs") as progress:
+        for dataset, backbone, method, reward in groups:
+            per_seed = []
+            for seed in args.seeds:
+                workdir = out / f"{dataset}-{backbone}-{method}-{reward}-s{seed}"
+                if not (workdir / "results.json").exists():
+                    cli_method = ["bpr", "--warm-start", "auto"] if method == "bpr-continued" else [method]
+                    code = run.main([
+                        "--dataset", dataset, "--backbone", backbone, "--method", *cli_method,
+                        "--reward", reward, "--seed", str(seed), "--out", str(workdir),
+                        "--overwrite", "--no-progress", *passthrough,
+                    ])  # fmt: skip
+                    if code != 0:
+                        return code
+                per_seed.append(json.loads((workdir / "results.json").read_text())["test"])
+                progress.advance(workdir.name)
+            name = f"dvr-{reward}" if method == "dvr" else method
+            cells = [_cell([r[m] for r in per_seed]) for m in args.metrics]
+            rows.append(f"| {dataset} | {backbone} | {name} | " + " | ".join(cells) + " |")
     header = "| dataset | backbone | method | " + " | ".join(args.metrics) + " |"
     rule = "|" + "---|" * (3 + len(args.metrics))
     command = "python experiments/tables.py " + " ".join(sys.argv[1:] if argv is None else argv)

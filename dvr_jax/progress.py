@@ -1,0 +1,102 @@
+"""Progress with an ETA on stderr, for training runs and for grids of runs.
+
+Both bars draw with `rich` (a dependency of flax) only when stderr is a terminal; in a log
+file or under a test they print nothing but the lines passed to `line`, so logs stay
+readable. Nothing here reads device values: the step loop calls `update` with host
+integers only, so the bar adds no device-to-host sync.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+def _bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, transient=True,
+    )  # fmt: skip
+
+
+class TrainingProgress:
+    """Two bars: epochs of the run (ETA to the epoch budget) and steps of the current epoch.
+
+    Attributes:
+      enabled: whether bars are drawn (requested and stderr is a terminal).
+      status: a short text shown beside the bars (e.g. the last loss).
+    """
+
+    def __init__(self, enabled: bool, epochs: int, *, label: str = "train", start_epoch: int = 0):
+        self.enabled, self.status = enabled and sys.stderr.isatty(), ""
+        self._console = Console(stderr=True)
+        self._progress = None
+        if self.enabled:
+            self._progress = _bar(self._console)
+            self._epochs = self._progress.add_task(f"{label} epochs", total=epochs, completed=start_epoch, status="")
+            self._steps = self._progress.add_task("  steps", total=None, status="")
+            self._progress.start()
+
+    def update(self, epoch: int, done: int, total: int) -> None:
+        """Step `done` of `total` of epoch `epoch` (0-based) has been dispatched."""
+        if self._progress is None:
+            return
+        if done == 1:
+            self._progress.reset(self._steps, total=total, status="")
+        self._progress.update(self._steps, completed=done, status=self.status)
+        if done == total:
+            self._progress.update(self._epochs, completed=epoch + 1, status=self.status)
+
+    def line(self, text: str) -> None:
+        """Prints a line on stderr (above the bars while they are drawn)."""
+        if self._progress is None:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            self._console.print(text, highlight=False, markup=False)
+
+    def close(self) -> None:
+        """Removes the bars (idempotent)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __enter__(self) -> "TrainingProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class GridProgress:
+    """One bar over the cells of a grid of runs (tables, reproductions), with an ETA."""
+
+    def __init__(self, total: int, *, label: str = "runs", enabled: bool = True):
+        self._progress = _bar(Console(stderr=True)) if enabled and sys.stderr.isatty() else None
+        if self._progress is not None:
+            self._task = self._progress.add_task(label, total=total, status="")
+            self._progress.start()
+
+    def advance(self, status: str = "") -> None:
+        """One more cell finished (or reused); `status` names it."""
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, status=status)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __enter__(self) -> "GridProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
