@@ -23,7 +23,7 @@ from dvr_jax.config import ConfigError, RunConfig
 LOCK_NAME = "run.lock"
 # Everything a run writes besides its lock; a fresh start removes these, nothing else.
 RUN_OUTPUTS = ("checkpoints", "config.json", "metrics.jsonl", "train_log.jsonl", "results.json",
-               "data_values.tsv", "pair_values.npz", "pair_values.tsv", "export")  # fmt: skip
+               "data_values.tsv", "pair_values.npz", "pair_values.tsv", "export", "plots")  # fmt: skip
 _FRESH_LOCK_SECONDS = 10.0  # a lock without a pid yet is being written, not stale
 
 
