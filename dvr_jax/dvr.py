@@ -36,16 +36,24 @@ every training pair's value, probability and influence (indexed by pair, on devi
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dvr_jax import adapter, influence, sampler, train
-from dvr_jax.backbones.base import Backbone, Graph
-from dvr_jax.rewards import RewardData
+from dvr_jax import adapter, influence
+from dvr_jax.backbones.base import Backbone
 from dvr_jax.state import LearnerState, make_adam
+from dvr_jax.step import (
+    Context,
+    StateLayout,
+    StepData,
+    Weighter,
+    make_learner_init,
+    make_step,
+    uniform_sampler,
+)
 from dvr_jax.typing import Array, Params, PRNGKey
 from dvr_jax.valuator import Valuator, loss_target, metric_target, shapley_loss_cosine, valuator_features
 
@@ -113,12 +121,7 @@ class DVRState(struct.PyTreeNode):
     accum: Accumulator | None = None
 
 
-class DVRData(NamedTuple):
-    """Arrays the DVR step reads: training positives, graph, validation reward data."""
-
-    train: sampler.TrainArrays
-    graph: Graph
-    reward: RewardData
+DVRData = StepData  # the shared step data; `aux` holds the validation `RewardData`
 
 
 class DVRConfig(NamedTuple):
@@ -158,6 +161,30 @@ def check_config(cfg: DVRConfig) -> None:
         raise ValueError(f"estimator {cfg.estimator!r} needs sampled masks (weight_mode 'sample')")
 
 
+def valuator_parts(
+    key: PRNGKey,
+    backbone: Backbone,
+    valuator: Valuator,
+    params: Params,
+    batch_size: int,
+    *,
+    n_pairs: int,
+    valuator_learning_rate: float = 1e-3,
+    valuator_weight_decay: float = 1e-3,
+    accumulate: bool = False,
+) -> tuple:
+    """The DVR weighter's state: (valuator learner, adapter state, pair values, accumulator or None)."""
+    ids = jnp.zeros((batch_size,), jnp.int32)
+    feats = valuator_features(backbone.pair_features(params, ids, ids, ids), jnp.zeros((batch_size,), jnp.float32))
+    vparams = valuator.init(key, feats)
+    return (
+        LearnerState.create(vparams, make_adam(valuator_learning_rate, valuator_weight_decay)),
+        adapter.init_adapter(),
+        PairValues.create(n_pairs),
+        Accumulator.zeros_like(vparams) if accumulate else None,
+    )
+
+
 def create_dvr_state(
     key: PRNGKey,
     backbone: Backbone,
@@ -173,17 +200,11 @@ def create_dvr_state(
 ) -> DVRState:
     """Initial DVR state; `backbone_params` warm-starts the backbone (fresh Adam moments)."""
     k_backbone, k_valuator = jax.random.split(key)
-    params = backbone.init(k_backbone) if backbone_params is None else backbone_params
-    ids = jnp.zeros((batch_size,), jnp.int32)
-    feats = valuator_features(backbone.pair_features(params, ids, ids, ids), jnp.zeros((batch_size,), jnp.float32))
-    vparams = valuator.init(k_valuator, feats)
-    return DVRState(
-        backbone=LearnerState.create(params, make_adam(learning_rate, backbone.weight_decay)),
-        valuator=LearnerState.create(vparams, make_adam(valuator_learning_rate, valuator_weight_decay)),
-        adapter=adapter.init_adapter(),
-        pairs=PairValues.create(n_pairs),
-        accum=Accumulator.zeros_like(vparams) if accumulate else None,
-    )
+    learner = make_learner_init(backbone, learning_rate=learning_rate, init_params=backbone_params)(k_backbone)
+    parts = valuator_parts(k_valuator, backbone, valuator, learner.params, batch_size, n_pairs=n_pairs,
+                           valuator_learning_rate=valuator_learning_rate,
+                           valuator_weight_decay=valuator_weight_decay, accumulate=accumulate)  # fmt: skip
+    return DVR_LAYOUT.join(learner, None, parts)
 
 
 def _tree_add(*trees):
@@ -247,20 +268,46 @@ def loss_game_grads(
     return jax.grad(game_loss)(vparams)
 
 
-def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, cfg: DVRConfig | None = None):
-    """Builds the DVR step `step(state, key, pair_index, data) -> (state, metrics)`.
+DVR_STREAMS = ("sample", "select", "dropout")  # the step's random streams, in split order
+DVR_LAYOUT = StateLayout(
+    lambda state: (state.backbone, None, (state.valuator, state.adapter, state.pairs, state.accum)),
+    lambda learner, sampler_state, parts: DVRState(learner, *parts),
+)
 
-    Args:
-      backbone: any backbone.
-      valuator: from `dvr_jax.valuator.make_valuator`.
-      reward_fn: `reward_fn(params, graph, reward_data) -> f32[]` from `dvr_jax.rewards`.
-      cfg: static hyper-parameters (default `DVRConfig()`).
 
-    Returns:
-      The pure step; `key` is the run key (the step folds in the backbone step count).
-      metrics: scalars (loss, reward, advantage, mean_prob, selected, cosine, null_fraction,
-      zero_fraction, tied_fraction, spearman_influence, finite, reward_due) and per-sample
-      arrays (users, pos_items, neg_items, shapley, probs, mask, influence).
+class _Valued(NamedTuple):
+    """What the DVR weighter computed before the backbone steps (the valuator's forward, kept as VJPs)."""
+
+    feats: Array
+    prediction: Array
+    probs: Array
+    fixed_probs: Array
+    out: Any
+    valuator_vjp: Callable
+    masks: Array
+    coalition_preds: Array
+    coalition_vjp: Callable
+    game_grads: Params
+
+
+def make_dvr_weighter(
+    backbone: Backbone,
+    valuator: Valuator,
+    reward_fn: Callable,
+    cfg: DVRConfig | None = None,
+    *,
+    batch_size: int | None = None,
+    n_pairs: int | None = None,
+    valuator_learning_rate: float = 1e-3,
+    valuator_weight_decay: float = 1e-3,
+) -> Weighter:
+    """DVR as a `dvr_jax.step.Weighter`: valuator-drawn masks as weight rows, REINFORCE update.
+
+    `weights` values the batch (one valuator forward, kept as a VJP) and returns the K masks
+    (plus an all-ones row for the counterfactual estimator) as f32[M, B]; the shared step
+    takes one hypothetical Adam step per row through the backbone's one VJP; `update` rewards
+    those models and trains the valuator (docs/algorithm.md §4-7). `batch_size` and `n_pairs`
+    size the state made by `init` (the valuator's init batch and the per-pair running values).
     """
     cfg = DVRConfig() if cfg is None else cfg
     check_config(cfg)
@@ -270,26 +317,27 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
     coalition = cfg.mse_target == "coalition" and sampled
     interval = cfg.reward_interval
 
+    def init(key: PRNGKey, params: Params) -> tuple:
+        if batch_size is None or n_pairs is None:
+            raise ValueError("the DVR weighter's init needs batch_size and n_pairs")
+        return valuator_parts(key, backbone, valuator, params, batch_size, n_pairs=n_pairs,
+                              valuator_learning_rate=valuator_learning_rate,
+                              valuator_weight_decay=valuator_weight_decay, accumulate=interval > 1)  # fmt: skip
+
     def rewards_of(params_stack, graph, reward_data):
         return jax.lax.map(lambda p: reward_fn(p, graph, reward_data), params_stack)
 
-    def step(state: DVRState, key: PRNGKey, pair_index: Array, data: DVRData):
-        k_negative, k_select, k_dropout = jax.random.split(jax.random.fold_in(key, state.backbone.step), 3)
-        users, pos_items, neg_items = sampler.sample_triplets(k_negative, data.train, pair_index)
-        params = state.backbone.params
-
-        def backbone_losses(p):
-            return train.per_sample_bpr(p, backbone, data.graph, users, pos_items, neg_items, k_dropout)
-
-        (per_sample, _), backbone_vjp = jax.vjp(backbone_losses, params)
-        feats = valuator_features(backbone.pair_features(params, users, pos_items, neg_items), per_sample)
-        batch = per_sample.shape[0]
+    def weights(parts, ctx: Context):
+        valuator_state = parts[0]
+        batch, per_sample, k_select = ctx.batch, ctx.forward.per_sample, ctx.streams["select"]
+        pair_feats = backbone.pair_features(ctx.learner.params, batch.users, batch.pos_items, batch.neg_items)
+        feats = valuator_features(pair_feats, per_sample)
 
         def value(vparams):
             out = valuator.forward(vparams, feats)
             return (out.prediction, valuator.probabilities(vparams, out.shapley)), out
 
-        (prediction, probs), valuator_vjp, out = jax.vjp(value, state.valuator.params, has_aux=True)
+        (prediction, probs), valuator_vjp, out = jax.vjp(value, valuator_state.params, has_aux=True)
         fixed_probs = jax.lax.stop_gradient(probs)
         if sampled:
             masks = jax.vmap(adapter.select, in_axes=(0, None))(jax.random.split(k_select, n_masks), fixed_probs)
@@ -297,28 +345,26 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             masks = fixed_probs[None]
         # Coalition outputs v(s_k) of the drawn masks, kept as a second VJP.
         coalition_preds, coalition_vjp = jax.vjp(
-            lambda vp: jax.vmap(lambda m: valuator.output(vp, feats, m))(masks), state.valuator.params
+            lambda vp: jax.vmap(lambda m: valuator.output(vp, feats, m))(masks), valuator_state.params
         )
-
-        game_grads = loss_game_grads(valuator, state.valuator.params, feats, per_sample, jax.random.fold_in(k_select, 1),
-                                     weight=cfg.loss_game_weight, coalitions=cfg.loss_game_coalitions)  # fmt: skip
-        coalition_sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
-
+        game_grads = loss_game_grads(valuator, valuator_state.params, feats, per_sample,
+                                     jax.random.fold_in(k_select, 1), weight=cfg.loss_game_weight,
+                                     coalitions=cfg.loss_game_coalitions)  # fmt: skip
         # Hypothetical backbone steps: one per mask (+ all selected for the counterfactual).
-        weights = jnp.concatenate([masks, jnp.ones((1, batch), masks.dtype)]) if counterfactual else masks
-        scale = 1.0 if cfg.reduction == "sum" else 1.0 / batch
-        one = jnp.ones((), per_sample.dtype)
-        if weights.shape[0] == 1:
-            (grads,) = backbone_vjp((weights[0] * scale, one))
-            learners = jax.tree.map(lambda x: x[None], state.backbone.apply_gradients(grads))
-        else:
-            learners = jax.vmap(lambda w: state.backbone.apply_gradients(backbone_vjp((w * scale, one))[0]))(weights)
-        new_backbone = jax.tree.map(lambda x: x[0], learners)
+        rows = jnp.concatenate([masks, jnp.ones((1, masks.shape[1]), masks.dtype)]) if counterfactual else masks
+        valued = _Valued(feats, prediction, probs, fixed_probs, out, valuator_vjp, masks, coalition_preds,
+                         coalition_vjp, game_grads)  # fmt: skip
+        return rows, valued
 
+    def update(parts, v: _Valued, learners, ctx: Context):
+        valuator_state, adapter_state, pair_values, accum = parts
+        data, params, per_sample = ctx.data, ctx.learner.params, ctx.forward.per_sample
+        batch, masks, probs = per_sample.shape[0], v.masks, v.probs
+        coalition_sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
         if cfg.influence:
-            r = data.reward
+            r = data.aux
             infl = influence.batch_influence(
-                lambda p: backbone_losses(p)[0],
+                lambda p: ctx.forward.losses(p)[0],
                 lambda p: influence.validation_loss(backbone, p, data.graph, r.users, r.pos_items, r.neg_items),
                 params,
             )
@@ -354,8 +400,8 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
 
         def valuator_grads(cotangents):
             ct_pred, ct_probs, ct_coal = cotangents
-            (g_value,) = valuator_vjp((ct_pred, ct_probs))
-            (g_coal,) = coalition_vjp(ct_coal)
+            (g_value,) = v.valuator_vjp((ct_pred, ct_probs))
+            (g_coal,) = v.coalition_vjp(ct_coal)
             return _tree_add(g_value, g_coal)
 
         def advantages(rewards, before, adapter_state):
@@ -377,37 +423,39 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
         def reward_before():
             if cfg.estimator != "delta":
                 return jnp.zeros((), jnp.float32)
-            return reward_fn(params, data.graph, data.reward)
+            return reward_fn(params, data.graph, data.aux)
 
         if interval == 1:
-            rewards = rewards_of(learners.params, data.graph, data.reward)
-            adv, new_adapter = advantages(rewards, reward_before(), state.adapter)
-            cotangents = jax.grad(head_loss, argnums=(0, 1, 2))(prediction, probs, coalition_preds, adv, rewards)
-            new_valuator = state.valuator.apply_gradients(_tree_add(valuator_grads(cotangents), game_grads))
-            new_accum, due, reward, mean_adv = state.accum, jnp.asarray(True), rewards[0], jnp.mean(adv)
+            rewards = rewards_of(learners.params, data.graph, data.aux)
+            adv, new_adapter = advantages(rewards, reward_before(), adapter_state)
+            cotangents = jax.grad(head_loss, argnums=(0, 1, 2))(v.prediction, probs, v.coalition_preds, adv, rewards)
+            new_valuator = valuator_state.apply_gradients(_tree_add(valuator_grads(cotangents), v.game_grads))
+            new_accum, due, reward, mean_adv = accum, jnp.asarray(True), rewards[0], jnp.mean(adv)
         else:
             new_valuator, new_adapter, new_accum, due, reward, mean_adv = _accumulate(
-                state, data, params, prediction, probs, coalition_preds, masks, per_sample,
-                learners, rewards_of, advantages, valuator_grads, reward_fn, game_grads,
+                ctx, (valuator_state, adapter_state, accum), v, learners, rewards_of, advantages, valuator_grads,
             )  # fmt: skip
 
-        pairs = state.pairs.add(pair_index, out.shapley, fixed_probs, infl)
+        out = v.out
+        pairs = pair_values.add(ctx.pair_index, out.shapley, v.fixed_probs, infl)
         finite = jnp.isfinite(jnp.sum(per_sample)) & jnp.isfinite(reward) & jnp.all(jnp.isfinite(out.shapley))
         metrics = {
-            "loss": jnp.mean(per_sample), "reward": reward, "advantage": mean_adv, "mean_prob": jnp.mean(probs),
+            "reward": reward, "advantage": mean_adv, "mean_prob": jnp.mean(probs),
             "selected": jnp.mean(masks[0]), "cosine": shapley_loss_cosine(out.shapley, per_sample),
             "null_fraction": out.null_fraction, "zero_fraction": out.zero_fraction,
             "tied_fraction": out.tied_fraction, "spearman_influence": influence.spearman(out.shapley, infl),
             "finite": finite, "reward_due": due,
-            "users": users, "pos_items": pos_items, "neg_items": neg_items,
+            "users": ctx.batch.users, "pos_items": ctx.batch.pos_items, "neg_items": ctx.batch.neg_items,
             "shapley": out.shapley, "probs": probs, "mask": masks[0], "influence": infl,
         }  # fmt: skip
-        return DVRState(new_backbone, new_valuator, new_adapter, pairs, new_accum), metrics
+        return (new_valuator, new_adapter, pairs, new_accum), metrics
 
-    def _accumulate(state, data, params, prediction, probs, coalition_preds, masks, per_sample,
-                    learners, rewards_of, advantages, valuator_grads, reward_fn, game_grads):  # fmt: skip
+    def _accumulate(ctx, parts, v, learners, rewards_of, advantages, valuator_grads):
         """k > 1: add this batch's gradient pieces; update the valuator at the window's end."""
-        step_index = state.backbone.step
+        valuator_state, adapter_state, accum = parts
+        data, params, per_sample, masks = ctx.data, ctx.learner.params, ctx.forward.per_sample, v.masks
+        prediction, probs, coalition_preds = v.prediction, v.probs, v.coalition_preds
+        step_index = ctx.count
         zeros_coal = jnp.zeros_like(coalition_preds)
         zero_pred, zero_probs = jnp.zeros_like(prediction), jnp.zeros_like(probs)
         known_mse = coalition and cfg.reward == "loss"
@@ -423,7 +471,7 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             return total
 
         g_known = valuator_grads(jax.grad(known, argnums=(0, 1, 2))(prediction, probs, coalition_preds))
-        g_known = _tree_add(g_known, game_grads)
+        g_known = _tree_add(g_known, v.game_grads)
         if sampled and cfg.pg_mode == "reinforce":
             log_prob = jax.grad(lambda p: jnp.mean(adapter.bernoulli_log_prob(p, masks[0])))(probs)
             g_log_prob = valuator_grads((zero_pred, log_prob, zeros_coal))
@@ -435,20 +483,18 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
         else:
             pred_value = prediction
             g_pred = valuator_grads((jnp.ones_like(prediction), zero_probs, zeros_coal))
-        accum = state.accum
         accum = Accumulator(
             _tree_add(accum.known, g_known), _tree_add(accum.log_prob, g_log_prob), _tree_add(accum.pred, g_pred),
             _tree_add(accum.pred_times_value, _tree_scale(g_pred, pred_value)), accum.count + 1.0,
         )  # fmt: skip
-        adapter_state = state.adapter
         if cfg.estimator == "delta":
-            start = jax.lax.cond(step_index % interval == 0, lambda: reward_fn(params, data.graph, data.reward),
+            start = jax.lax.cond(step_index % interval == 0, lambda: reward_fn(params, data.graph, data.aux),
                                  lambda: adapter_state.start_reward)  # fmt: skip
             adapter_state = adapter_state._replace(start_reward=start)
         due = step_index % interval == interval - 1
 
-        def update(_):
-            rewards = rewards_of(learners.params, data.graph, data.reward)
+        def apply(_):
+            rewards = rewards_of(learners.params, data.graph, data.aux)
             adv, new_adapter = advantages(rewards, adapter_state.start_reward, adapter_state)
             grads = accum.known
             if cfg.reward != "loss":  # metric MSE: sum_b (y_b - y*)^2, y* known only now
@@ -458,13 +504,38 @@ def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, c
             grads = _tree_add(grads, _tree_scale(accum.log_prob, -cfg.alpha_pg * adv[0]))
             grads = _tree_scale(grads, 1.0 / accum.count)
             fresh = Accumulator.zeros_like(accum.known)
-            return state.valuator.apply_gradients(grads), new_adapter, fresh, rewards[0], adv[0]
+            return valuator_state.apply_gradients(grads), new_adapter, fresh, rewards[0], adv[0]
 
         def wait(_):
             zero = jnp.zeros((), jnp.float32)
-            return state.valuator, adapter_state, accum, zero, zero
+            return valuator_state, adapter_state, accum, zero, zero
 
-        new_valuator, new_adapter, new_accum, reward, adv = jax.lax.cond(due, update, wait, None)
+        new_valuator, new_adapter, new_accum, reward, adv = jax.lax.cond(due, apply, wait, None)
         return new_valuator, new_adapter, new_accum, due, reward, adv
 
-    return step
+    return Weighter(weights, update, init)
+
+
+def make_dvr_step(backbone: Backbone, valuator: Valuator, reward_fn: Callable, cfg: DVRConfig | None = None):
+    """Builds the DVR step `step(state, key, pair_index, data) -> (state, metrics)`.
+
+    The shared weighted-BPR step (`dvr_jax.step.make_step`) with uniform negatives and the DVR
+    weighter (`make_dvr_weighter`), on a `DVRState`.
+
+    Args:
+      backbone: any backbone.
+      valuator: from `dvr_jax.valuator.make_valuator`.
+      reward_fn: `reward_fn(params, graph, reward_data) -> f32[]` from `dvr_jax.rewards`.
+      cfg: static hyper-parameters (default `DVRConfig()`).
+
+    Returns:
+      The pure step; `key` is the run key (the step folds in the backbone step count); `data`
+      is a `StepData` whose `aux` is the `RewardData`.
+      metrics: scalars (loss, reward, advantage, mean_prob, selected, cosine, null_fraction,
+      zero_fraction, tied_fraction, spearman_influence, finite, reward_due) and per-sample
+      arrays (users, pos_items, neg_items, shapley, probs, mask, influence).
+    """
+    cfg = DVRConfig() if cfg is None else cfg
+    weighter = make_dvr_weighter(backbone, valuator, reward_fn, cfg)
+    return make_step(backbone, uniform_sampler(), weighter, reduction=cfg.reduction, streams=DVR_STREAMS,
+                     layout=DVR_LAYOUT)  # fmt: skip

@@ -1,42 +1,30 @@
 """Training methods: each is an initial state plus one pure train step (`Method`).
 
-The loop jits `Method.step` once and calls it for every batch; `Method.backbone_params`
-extracts what the evaluator scores with. Factories take typed arguments only.
+Every trained method is the shared weighted-BPR step of `dvr_jax.step` with its own sampler
+and weighter (docs/engineering.md §12); the loop jits `Method.step` once and calls it for
+every batch, and `Method.backbone_params` extracts what the evaluator scores with. Factories
+take typed arguments only.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
-from dvr_jax import dvr, train
+from dvr_jax import dvr, step
 from dvr_jax.backbones.base import Backbone
-from dvr_jax.typing import Params, PRNGKey
+from dvr_jax.step import Method
+from dvr_jax.typing import Params
 from dvr_jax.valuator import Valuator
 
-
-class Method(NamedTuple):
-    """A training method.
-
-    Attributes:
-      name: registry name.
-      init: `init(key) -> state` (a pytree).
-      step: `step(state, run_key, pair_index i32[B], data) -> (state, metrics)`, or None
-        for methods without training (popularity).
-      backbone_params: `backbone_params(state) -> params` used for evaluation.
-    """
-
-    name: str
-    init: Callable[[PRNGKey], Any]
-    step: Callable | None
-    backbone_params: Callable[[Any], Params]
+__all__ = ["Method", "make_bpr_method", "make_dvr_method", "make_pop_method"]
 
 
 def make_bpr_method(
     backbone: Backbone, *, learning_rate: float = 1e-3, reduction: str = "sum", init_params: Params | None = None
 ) -> Method:
     """Plain BPR; `init_params` warm-starts it ("BPR continued" control, fresh Adam moments)."""
-    init = train.make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
-    return Method("bpr", init, train.make_bpr_step(backbone, reduction=reduction), lambda state: state.params)
+    return step.make_method("bpr", backbone, step.uniform_sampler(), step.unit_weighter(), learning_rate=learning_rate,
+                            reduction=reduction, init_params=init_params)  # fmt: skip
 
 
 def make_dvr_method(
@@ -56,16 +44,13 @@ def make_dvr_method(
 
     `n_pairs` sizes the per-pair running values; `batch_size` the valuator's init batch.
     """
-    dvr.check_config(config)
-
-    def init(key: PRNGKey) -> dvr.DVRState:
-        return dvr.create_dvr_state(
-            key, backbone, valuator, batch_size, n_pairs=n_pairs, backbone_params=init_params,
-            learning_rate=learning_rate, valuator_learning_rate=valuator_learning_rate,
-            valuator_weight_decay=valuator_weight_decay, accumulate=config.reward_interval > 1,
-        )  # fmt: skip
-
-    return Method("dvr", init, dvr.make_dvr_step(backbone, valuator, reward_fn, config), lambda s: s.backbone.params)
+    weighter = dvr.make_dvr_weighter(
+        backbone, valuator, reward_fn, config, batch_size=batch_size, n_pairs=n_pairs,
+        valuator_learning_rate=valuator_learning_rate, valuator_weight_decay=valuator_weight_decay,
+    )  # fmt: skip
+    return step.make_method("dvr", backbone, step.uniform_sampler(), weighter, learning_rate=learning_rate,
+                            reduction=config.reduction, init_params=init_params, streams=dvr.DVR_STREAMS,
+                            layout=dvr.DVR_LAYOUT)  # fmt: skip
 
 
 def make_pop_method() -> Method:

@@ -83,7 +83,7 @@ def test_loo_advantage_is_the_leave_one_out_of_k_hypothetical_steps(rng):
     def reward_after(mask):
         grads = jax.grad(lambda p: jnp.sum(mask * train.per_sample_bpr(p, backbone, data.graph, u, i, j, k_dropout)[0])
                          )(state.backbone.params)  # fmt: skip
-        return reward_fn(state.backbone.apply_gradients(grads).params, data.graph, data.reward)
+        return reward_fn(state.backbone.apply_gradients(grads).params, data.graph, data.aux)
 
     got = np.array([float(reward_after(m)) for m in masks])
     np.testing.assert_allclose(float(metrics["reward"]), got[0], rtol=1e-6)
@@ -100,7 +100,7 @@ def test_counterfactual_advantage_is_reward_against_all_selected(rng):
     grads = jax.grad(lambda p: jnp.sum(train.per_sample_bpr(p, backbone, data.graph, u, i, j, k_dropout)[0]))(
         state.backbone.params
     )
-    all_selected = float(reward_fn(state.backbone.apply_gradients(grads).params, data.graph, data.reward))
+    all_selected = float(reward_fn(state.backbone.apply_gradients(grads).params, data.graph, data.aux))
     np.testing.assert_allclose(float(metrics["advantage"]), float(metrics["reward"]) - all_selected, rtol=1e-4, atol=1e-6)
 
 
@@ -154,7 +154,7 @@ def test_accumulated_valuator_update_equals_the_gradient_over_the_window(rng):
 
 def test_delta_estimator_with_accumulation_uses_the_reward_at_the_window_start(rng):
     _, _, reward_fn, step, state, data, batches = _setup(rng, estimator="delta", reward_interval=2, reward="loss")
-    start = float(reward_fn(state.backbone.params, data.graph, data.reward))
+    start = float(reward_fn(state.backbone.params, data.graph, data.aux))
     state1, _ = step(state, jax.random.key(2), batches[0], data)
     np.testing.assert_allclose(float(state1.adapter.start_reward), start, rtol=1e-6)
     _, m1 = step(state1, jax.random.key(2), batches[1], data)

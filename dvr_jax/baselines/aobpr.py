@@ -20,6 +20,9 @@ Factors are the final representations: MF's embeddings, LightGCN's propagated on
 r_u / r_i (192-d). NeuMF is not a dot product, so it uses the candidate-pool variant: draw
 `pool_size` (100) uniform negatives, rank them by ŷ_uj and take rank r' with
 P(r') ∝ exp(−r'/(λ_rel · pool_size)).
+
+On the shared step (docs/engineering.md §12) AOBPR is a sampler that draws between the encoder
+and the scoring (`uses_reps`), with the rankings as its state, and unit weights.
 """
 
 from __future__ import annotations
@@ -33,10 +36,9 @@ from flax import struct
 
 from dvr_jax import sampler
 from dvr_jax.backbones.base import Backbone, Reps
-from dvr_jax.baselines.common import BaselineData, make_learner_init, pairwise_update, step_metrics
 from dvr_jax.baselines.negatives import rejection_negatives, truncated_geometric, uniform_negatives
-from dvr_jax.methods import Method
 from dvr_jax.state import LearnerState
+from dvr_jax.step import Batch, Method, Sampler, StateLayout, make_method, unit_weighter
 from dvr_jax.typing import Array, Params, PRNGKey
 
 DOT_PRODUCT_BACKBONES = ("mf", "lightgcn", "mgcf")
@@ -55,6 +57,13 @@ class AOBPRState(struct.PyTreeNode):
     backbone: LearnerState
     ranking: Array
     sigma: Array
+
+
+# On the shared step AOBPR is a stateful sampler (the rankings) with unit weights.
+AOBPR_LAYOUT = StateLayout(
+    lambda state: (state.backbone, (state.ranking, state.sigma), None),
+    lambda learner, rankings, weighter_state: AOBPRState(learner, *rankings),
+)
 
 
 def refresh_interval(n_items: int, batch_size: int) -> int:
@@ -181,37 +190,24 @@ def make_aobpr_method(
     interval = refresh_interval(n_items, batch_size) if refresh_every is None else refresh_every
     # The pool variant keeps a 1x1 placeholder: orbax cannot checkpoint zero-size arrays.
     shape = (1, 1) if factor_dim is None else (factor_dim, n_items)
-    backbone_init = make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
 
-    def init(key: PRNGKey) -> AOBPRState:
-        ranking = jnp.zeros(shape, jnp.int32)
-        return AOBPRState(backbone_init(key), ranking, jnp.zeros(shape[:1], jnp.float32))
+    def init(params: Params) -> tuple[Array, Array]:
+        return jnp.zeros(shape, jnp.int32), jnp.zeros(shape[:1], jnp.float32)
 
-    def step(state: AOBPRState, key: PRNGKey, pair_index: Array, data: BaselineData):
-        count = state.backbone.step
-        k_negative, k_dropout = jax.random.split(jax.random.fold_in(key, count))
+    def sample(streams, state, count, pair_index, data, reps: Reps):
         users, pos_items = data.train.users[pair_index], data.train.items[pair_index]
-
-        def negatives(reps: Reps):
-            if factor_dim is None:
-                score_fn = lambda u, i: backbone.score_pairs(reps, u, i)  # noqa: E731
-                items = pool_negatives(k_negative, data.train, users, score_fn, pool_size, lambda_rel * pool_size)
-                return items, (state.ranking, state.sigma)
-            ranking, sigma = jax.lax.cond(
-                count % interval == 0,
-                lambda table: factor_rankings(table),
-                lambda table: (state.ranking, state.sigma),
-                reps["item"],
-            )
-            items = adaptive_negatives(
-                k_negative, data.train, users, reps["user"][users], ranking, sigma, lambda_rel * n_items
-            )
-            return items, (ranking, sigma)
-
-        new_backbone, out = pairwise_update(
-            state.backbone, backbone, data.graph, k_dropout, users, pos_items, negatives, reduction=reduction
+        if factor_dim is None:
+            score_fn = lambda u, i: backbone.score_pairs(reps, u, i)  # noqa: E731
+            items = pool_negatives(streams["sample"], data.train, users, score_fn, pool_size, lambda_rel * pool_size)
+            return Batch(users, pos_items, items), state
+        ranking, sigma = jax.lax.cond(
+            count % interval == 0, lambda table: factor_rankings(table), lambda table: state, reps["item"]
         )
-        ranking, sigma = out["extra"]
-        return AOBPRState(new_backbone, ranking, sigma), step_metrics(out)
+        items = adaptive_negatives(
+            streams["sample"], data.train, users, reps["user"][users], ranking, sigma, lambda_rel * n_items
+        )
+        return Batch(users, pos_items, items), (ranking, sigma)
 
-    return Method("aobpr", init, step, lambda state: state.backbone.params)
+    return make_method("aobpr", backbone, Sampler(sample, init, uses_reps=True), unit_weighter(),
+                       learning_rate=learning_rate, reduction=reduction, init_params=init_params,
+                       layout=AOBPR_LAYOUT)  # fmt: skip

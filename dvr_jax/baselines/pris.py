@@ -12,6 +12,8 @@ Reference: Lian, Liu, Chen, "Personalized Ranking with Importance Sampling", WWW
 Proposals: "uniform" (PRIS-U, default; −log q is a per-user constant and cancels) and "pop"
 (q ∝ pop(j) restricted to I minus S_u+; its per-user normaliser cancels likewise, so only
 −log pop(j) enters). The WWW 2020 paper's cluster-based proposals are not implemented.
+On the shared step (docs/engineering.md §12) PRIS is a sampler of L negatives, which hands
+log q to its weighter through `Batch.info`, and the importance-weight weighter.
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from dvr_jax.backbones.base import Backbone
-from dvr_jax.baselines.common import BaselineData, make_learner_init, pairwise_update, step_metrics
 from dvr_jax.baselines.negatives import popularity_cdf, rejection_negatives, sample_from_cdf, uniform_negatives
-from dvr_jax.methods import Method
-from dvr_jax.state import LearnerState
-from dvr_jax.typing import Array, Params, PRNGKey
+from dvr_jax.step import Batch, Context, Method, Sampler, make_method, stateless_weighter
+from dvr_jax.typing import Array, Params
 
 PROPOSALS = ("uniform", "pop")
 
@@ -70,29 +70,26 @@ def make_pris_method(
     if proposal not in PROPOSALS:
         raise ValueError(f"unknown PRIS proposal {proposal!r}; known: {', '.join(PROPOSALS)}")
 
-    def step(state: LearnerState, key: PRNGKey, pair_index: Array, data: BaselineData):
-        k_negative, k_dropout = jax.random.split(jax.random.fold_in(key, state.step))
+    def sample(streams, state, count, pair_index, data, reps):
+        del count, reps
         users, pos_items = data.train.users[pair_index], data.train.items[pair_index]
         slots = jnp.broadcast_to(users[:, None], (users.shape[0], num_negatives))
         if proposal == "uniform":
-            neg_items = uniform_negatives(k_negative, data.train, slots)
+            neg_items = uniform_negatives(streams["sample"], data.train, slots)
             log_q = jnp.zeros(slots.shape, jnp.float32)
         else:
             popularity = data.aux["popularity"]
             cdf = popularity_cdf(popularity)
             propose = lambda k: sample_from_cdf(k, cdf, slots.shape)  # noqa: E731
-            neg_items, _ = rejection_negatives(k_negative, data.train, slots, propose)
+            neg_items, _ = rejection_negatives(streams["sample"], data.train, slots, propose)
             log_q = jnp.log(popularity[neg_items])
+        return Batch(users, pos_items, neg_items, {"log_q": log_q}), state
 
-        def weights_fn(per_sample, pos, neg):
-            return importance_weights(neg, log_q, temperature)
+    def weights(ctx: Context) -> Array:
+        return importance_weights(ctx.forward.neg, ctx.batch.info["log_q"], temperature)
 
-        new_state, out = pairwise_update(
-            state, backbone, data.graph, k_dropout, users, pos_items, neg_items, weights_fn, reduction=reduction
-        )
-        weights = out["weights"]
-        entropy = -jnp.mean(jnp.sum(weights * jnp.log(weights + 1e-12), axis=-1))
-        return new_state, step_metrics(out, weight_entropy=entropy)
+    def metrics(w: Array, ctx: Context) -> dict[str, Array]:
+        return {"weight_entropy": -jnp.mean(jnp.sum(w * jnp.log(w + 1e-12), axis=-1))}
 
-    init = make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
-    return Method("pris", init, step, lambda state: state.params)
+    return make_method("pris", backbone, Sampler(sample), stateless_weighter(weights, metrics),
+                       learning_rate=learning_rate, reduction=reduction, init_params=init_params)  # fmt: skip

@@ -2,7 +2,8 @@
 
 Reference: Wang, Feng, He, Nie, Chua, "Denoising Implicit Feedback for Recommendation",
 WSDM 2021; official code WenjieWWJ/DenoisingRec (`T_CE/loss.py`, `R_CE/loss.py`).
-docs/baselines.md §7-8, adapted from pointwise CE to BPR triplets (every triplet holds a positive):
+docs/baselines.md §7-8, adapted from pointwise CE to BPR triplets (every triplet holds a positive);
+each is a weighter on the shared step (docs/engineering.md §12):
 
 * TCE-BPR: drop rate ε(t) = (t / N_r) ε_max^e for t < N_r, then ε_max (e = 1: a linear ramp);
   each batch keeps its ⌊(1 − ε(t)) B⌋ smallest-loss triplets and the loss is their mean.
@@ -19,12 +20,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dvr_jax import sampler
 from dvr_jax.backbones.base import Backbone
-from dvr_jax.baselines.common import BaselineData, make_learner_init, pairwise_update, step_metrics
-from dvr_jax.methods import Method
-from dvr_jax.state import LearnerState
-from dvr_jax.typing import Array, Params, PRNGKey
+from dvr_jax.step import Context, Method, make_method, stateless_weighter, uniform_sampler
+from dvr_jax.typing import Array, Params
 
 # Relative slack when flooring (1 - ε) B in float32, so e.g. ε = 0.2, B = 10 keeps 8, not 7.
 _FLOOR_SLACK = 1e-6
@@ -75,22 +73,6 @@ def rce_weights(pos_scores: Array, neg_scores: Array, beta: float) -> Array:
     return jnp.power(jax.nn.sigmoid(pos_scores - neg_scores), beta)
 
 
-def _make_method(name: str, backbone: Backbone, weights_fn_at, learning_rate, reduction, init_params) -> Method:
-    """A uniform-negative BPR method whose weights come from `weights_fn_at(step)`."""
-
-    def step(state: LearnerState, key: PRNGKey, pair_index: Array, data: BaselineData):
-        k_negative, k_dropout = jax.random.split(jax.random.fold_in(key, state.step))
-        users, pos_items, neg_items = sampler.sample_triplets(k_negative, data.train, pair_index)
-        weights_fn, extra = weights_fn_at(state.step)
-        new_state, out = pairwise_update(
-            state, backbone, data.graph, k_dropout, users, pos_items, neg_items, weights_fn, reduction=reduction
-        )
-        return new_state, step_metrics(out, **extra(out))
-
-    init = make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
-    return Method(name, init, step, lambda state: state.params)
-
-
 def make_tce_method(
     backbone: Backbone,
     *,
@@ -116,11 +98,14 @@ def make_tce_method(
       The method; metrics add "drop_rate".
     """
 
-    def weights_at(step):
-        rate = tce_drop_rate(step, drop_rate, num_gradual, exponent)
-        return (lambda per_sample, pos, neg: truncation_weights(per_sample, rate)), (lambda out: {"drop_rate": rate})
+    def weights(ctx: Context) -> Array:
+        return truncation_weights(ctx.forward.per_sample, tce_drop_rate(ctx.count, drop_rate, num_gradual, exponent))
 
-    return _make_method("tce", backbone, weights_at, learning_rate, reduction, init_params)
+    def metrics(w: Array, ctx: Context) -> dict[str, Array]:
+        return {"drop_rate": tce_drop_rate(ctx.count, drop_rate, num_gradual, exponent)}
+
+    return make_method("tce", backbone, uniform_sampler(), stateless_weighter(weights, metrics),
+                       learning_rate=learning_rate, reduction=reduction, init_params=init_params)  # fmt: skip
 
 
 def make_rce_method(
@@ -144,10 +129,11 @@ def make_rce_method(
       The method; metrics add "mean_weight".
     """
 
-    def weights_at(step):
-        del step
-        return (lambda per_sample, pos, neg: rce_weights(pos, neg, beta)), (
-            lambda out: {"mean_weight": jnp.mean(out["weights"])}
-        )
+    def weights(ctx: Context) -> Array:
+        return rce_weights(ctx.forward.pos, ctx.forward.neg, beta)
 
-    return _make_method("rce", backbone, weights_at, learning_rate, reduction, init_params)
+    def metrics(w: Array, ctx: Context) -> dict[str, Array]:
+        return {"mean_weight": jnp.mean(w)}
+
+    return make_method("rce", backbone, uniform_sampler(), stateless_weighter(weights, metrics),
+                       learning_rate=learning_rate, reduction=reduction, init_params=init_params)  # fmt: skip

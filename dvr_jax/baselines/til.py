@@ -41,6 +41,12 @@ Per step, with ℓ_b(Θ) the BPR losses, w(Φ) the generator output on sg(states
   3. Θ ← Adam(∇_Θ [reduce_b sg(w_b(Φ_new)) ℓ_b + reg]).
 States use the backbone's ego embeddings (`pair_features`, as the DVR valuator does), so they
 are defined for every backbone (NeuMF: [GMF; MLP] tables).
+
+On the shared step (docs/engineering.md §12) TIL is a weighter with the generator and the
+communities as its state. Its `weights` has the step's forward: steps 1-2 pull the generator's
+weights back through the forward's VJP (the virtual step) and differentiate that pullback (the
+meta-gradient), and it returns the *new* generator's detached weights, which the shared step
+pulls back once more for step 3. Opening, forward, gradient and Adam update are the shared ones.
 """
 
 from __future__ import annotations
@@ -52,12 +58,21 @@ from flax import struct
 from dvr_jax import losses, sampler
 from dvr_jax.backbones.base import Backbone
 from dvr_jax.baselines import til_parts
-from dvr_jax.baselines.common import BaselineData, make_learner_init, score_triplets
-from dvr_jax.methods import Method
 from dvr_jax.state import LearnerState, make_adam
+from dvr_jax.step import (
+    Context,
+    Method,
+    StateLayout,
+    Weighter,
+    make_method,
+    pull_back,
+    score_batch,
+    uniform_sampler,
+)
 from dvr_jax.typing import Array, Params, PRNGKey
 
 OUTER = ("valid", "train")
+TIL_STREAMS = ("sample", "dropout", "outer", "cluster")  # the step's random streams, in split order
 
 
 class TILState(struct.PyTreeNode):
@@ -66,6 +81,12 @@ class TILState(struct.PyTreeNode):
     backbone: LearnerState
     generator: LearnerState
     clusters: Array
+
+
+TIL_LAYOUT = StateLayout(
+    lambda state: (state.backbone, None, (state.generator, state.clusters)),
+    lambda learner, sampler_state, weighter_state: TILState(learner, *weighter_state),
+)
 
 
 def tree_vdot(a: Params, b: Params) -> Array:
@@ -134,19 +155,18 @@ def make_til_method(
       init_params: warm start.
 
     Returns:
-      The method. Step data: `BaselineData` with aux "mean_op" (U×I row-normalised training
+      The method. Step data: `StepData` with aux "mean_op" (U×I row-normalised training
       matrix) and, for `outer="valid"`, "valid_users" / "valid_items" int32[Q].
     """
-    backbone_init = make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
 
-    def init(key: PRNGKey) -> TILState:
-        k_backbone, k_generator = jax.random.split(key)
+    def init(key: PRNGKey, params: Params) -> tuple[LearnerState, Array]:
         tx = make_adam(meta_learning_rate, meta_weight_decay)
-        generator = LearnerState.create(til_parts.init_generator(k_generator, state_dim, hidden), tx)
+        generator = LearnerState.create(til_parts.init_generator(key, state_dim, hidden), tx)
         clusters = jnp.zeros((n_items if variant == "mi" else 1,), jnp.int32)  # orbax: no zero-size arrays
-        return TILState(backbone_init(k_backbone), generator, clusters)
+        return generator, clusters
 
-    def triplet_states(params, clusters, key, count, users, pos_items, neg_items, data):
+    def triplet_states(params, clusters, key, count, batch, data):
+        users, pos_items, neg_items = batch.users, batch.pos_items, batch.neg_items
         params = jax.lax.stop_gradient(params)
         user, pos, neg, table = til_parts.entity_embeddings(backbone, params, users, pos_items, neg_items, n_items)
         if variant == "mi":
@@ -165,49 +185,41 @@ def make_til_method(
         states = jnp.concatenate([pos * user + pos * community(pos_items), neg * user + neg * community(neg_items)], -1)
         return states, clusters
 
-    def outer_loss(params, key, data, triplet):
+    def outer_loss(params, key, data, batch):
         if outer == "train":
-            users, pos_items, neg_items = triplet
+            users, pos_items, neg_items = batch.users, batch.pos_items, batch.neg_items
         else:
             k_pick, k_negative = jax.random.split(key)
             pick = jax.random.randint(k_pick, (valid_batch,), 0, data.aux["valid_users"].shape[0])
             users, pos_items = data.aux["valid_users"][pick], data.aux["valid_items"][pick]
             neg_items = sampler.sample_uniform_negatives(k_negative, data.train, users)
         reps = backbone.encode(params, data.graph)
-        pos, neg = score_triplets(backbone, reps, users, pos_items, neg_items, None)
+        pos, neg = score_batch(backbone, reps, users, pos_items, neg_items, None, None)
         return jnp.mean(losses.bpr_per_sample(pos, neg))
 
-    def step(state: TILState, key: PRNGKey, pair_index: Array, data: BaselineData):
-        count = state.backbone.step
-        k_negative, k_dropout, k_outer, k_cluster = jax.random.split(jax.random.fold_in(key, count), 4)
-        users, pos_items, neg_items = sampler.sample_triplets(k_negative, data.train, pair_index)
-        params = state.backbone.params
-        states, clusters = triplet_states(params, state.clusters, k_cluster, count, users, pos_items, neg_items, data)
-
-        def per_sample_losses(p):
-            k_encode, k_score = jax.random.split(k_dropout)
-            reps = backbone.encode(p, data.graph, k_encode)
-            pos, neg = score_triplets(backbone, reps, users, pos_items, neg_items, k_score)
-            return losses.bpr_per_sample(pos, neg), backbone.regularizer(p, reps, users, pos_items, neg_items)
-
-        (per_sample, _), vjp_fn = jax.vjp(per_sample_losses, params)
-        scale = 1.0 if reduction == "sum" else 1.0 / users.shape[0]
-        one = jnp.ones((), per_sample.dtype)
+    def weights(weighter_state, ctx: Context):
+        """Steps 1-2 of the module doc (virtual step, generator update); returns the new weights."""
+        generator, clusters = weighter_state
+        params, fwd, scale = ctx.learner.params, ctx.forward, ctx.scale
+        states, clusters = triplet_states(params, clusters, ctx.streams["cluster"], ctx.count, ctx.batch, ctx.data)
         generate = lambda g: til_parts.generator_weights(g, states, output)  # noqa: E731
-        weights, generator_vjp = jax.vjp(generate, state.generator.params)
-        (inner_grads,) = vjp_fn((weights * scale, one))
+        weights, generator_vjp = jax.vjp(generate, generator.params)
+        inner_grads = pull_back(fwd, weights, scale)
         lookahead = jax.tree.map(lambda t, g: t - learning_rate * g, params, inner_grads)
-        out_loss, outer_grads = jax.value_and_grad(outer_loss)(lookahead, k_outer, data, (users, pos_items, neg_items))
-        weight_grads = meta_weight_gradient(vjp_fn, weights, outer_grads, learning_rate, scale)
+        out_loss, outer_grads = jax.value_and_grad(outer_loss)(lookahead, ctx.streams["outer"], ctx.data, ctx.batch)
+        weight_grads = meta_weight_gradient(fwd.vjp, weights, outer_grads, learning_rate, scale)
         (generator_grads,) = generator_vjp(weight_grads)
-        generator = state.generator.apply_gradients(generator_grads)
+        generator = generator.apply_gradients(generator_grads)
         new_weights = jax.lax.stop_gradient(generate(generator.params))
-        (grads,) = vjp_fn((new_weights * scale, one))
-        finite = jnp.all(jnp.isfinite(per_sample)) & jnp.isfinite(out_loss) & jnp.all(jnp.isfinite(new_weights))
         metrics = {
-            "loss": jnp.mean(per_sample), "finite": finite, "outer_loss": out_loss,
+            "finite": jnp.isfinite(out_loss) & jnp.all(jnp.isfinite(new_weights)), "outer_loss": out_loss,
             "mean_weight": jnp.mean(new_weights), "weight_std": jnp.std(new_weights),
         }  # fmt: skip
-        return TILState(state.backbone.apply_gradients(grads), generator, clusters), metrics
+        return new_weights, ((generator, clusters), metrics)
 
-    return Method(f"til-{variant}", init, step, lambda state: state.backbone.params)
+    def update(weighter_state, carry, rows, ctx):
+        return carry
+
+    return make_method(f"til-{variant}", backbone, uniform_sampler(), Weighter(weights, update, init),
+                       learning_rate=learning_rate, reduction=reduction, init_params=init_params,
+                       streams=TIL_STREAMS, layout=TIL_LAYOUT)  # fmt: skip

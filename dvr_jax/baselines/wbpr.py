@@ -13,6 +13,7 @@ Decisions:
     params become `{"backbone": ..., "item_bias": f32[I]}` (init 0), scored as ŷ + b_j in
     training *and* evaluation, and decayed by the backbone's coupled L2 like every other
     parameter (LibRec regularises b_j too). The wrapper keeps the inner regulariser.
+  * On the shared step (docs/engineering.md §12) WBPR is a sampler with unit weights.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import numpy as np
 
 from dvr_jax import sampler
 from dvr_jax.backbones.base import Backbone
-from dvr_jax.baselines.common import BaselineData, make_learner_init, pairwise_update, step_metrics
 from dvr_jax.baselines.negatives import popularity_cdf, rejection_negatives, sample_from_cdf
-from dvr_jax.methods import Method
-from dvr_jax.state import LearnerState
+from dvr_jax.step import Batch, Method, Sampler, make_method, unit_weighter
 from dvr_jax.typing import Array, Params, PRNGKey
+
+WBPR_STREAMS = ("pairs", "sample", "dropout")  # the step's random streams, in split order
 
 
 def item_popularity(train_pairs: np.ndarray, n_items: int) -> Array:
@@ -114,21 +115,17 @@ def make_wbpr_method(
       init_params: warm start (params of `backbone`).
 
     Returns:
-      The method; its data is a `BaselineData` with `aux["popularity"]` f32[I].
+      The method; its data is a `StepData` with `aux["popularity"]` f32[I].
     """
 
-    def step(state: LearnerState, key: PRNGKey, pair_index: Array, data: BaselineData):
-        k_pairs, k_negative, k_dropout = jax.random.split(jax.random.fold_in(key, state.step), 3)
+    def sample(streams, state, count, pair_index, data, reps):
+        del count, reps
         if user_uniform:
-            users, pos_items = user_uniform_pairs(k_pairs, data.train, pair_index.shape[0])
+            users, pos_items = user_uniform_pairs(streams["pairs"], data.train, pair_index.shape[0])
         else:
             users, pos_items = data.train.users[pair_index], data.train.items[pair_index]
         cdf = popularity_cdf(data.aux["popularity"], exponent)
-        neg_items = popularity_negatives(k_negative, data.train, users, cdf)
-        new_state, out = pairwise_update(
-            state, backbone, data.graph, k_dropout, users, pos_items, neg_items, reduction=reduction
-        )
-        return new_state, step_metrics(out)
+        return Batch(users, pos_items, popularity_negatives(streams["sample"], data.train, users, cdf)), state
 
-    init = make_learner_init(backbone, learning_rate=learning_rate, init_params=init_params)
-    return Method("wbpr", init, step, lambda state: state.params)
+    return make_method("wbpr", backbone, Sampler(sample), unit_weighter(), learning_rate=learning_rate,
+                       reduction=reduction, init_params=init_params, streams=WBPR_STREAMS)  # fmt: skip
