@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,8 +42,7 @@ def test_jit_equals_no_jit(setup):
 
     eager = forward(params, graph, users, pos)
     jitted = jax.jit(forward)(params, graph, users, pos)
-    for a, b in zip(eager, jitted):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(jitted, eager, rtol=1e-5, atol=1e-6)
 
 
 def test_score_all_consistent_with_score_pairs(setup):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,9 +26,7 @@ def setup(rng):
 
 
 def _assert_metrics_close(got: dict, want: dict, rtol: float = 1e-5):
-    assert sorted(got) == sorted(want)
-    for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=rtol, atol=1e-6, err_msg=key)
+    chex.assert_trees_all_close(got, want, rtol=rtol, atol=1e-6)  # same metric names, each close
 
 
 @pytest.mark.parametrize("split", ["valid", "test"])
@@ -113,8 +112,8 @@ def test_on_device_jit_equals_no_jit_and_host_driver(rng):
     with jax.disable_jit():
         eager = reward_fn(params, ea, cats)
     host = evaluate(backbone, params, None, ea, ks=KS, item_categories=cats)
-    _assert_metrics_close({k: float(v) for k, v in eager.items()}, {k: float(v) for k, v in jitted.items()})
-    _assert_metrics_close(host, {k: float(v) for k, v in jitted.items()})
+    _assert_metrics_close(eager, jitted)
+    _assert_metrics_close(host, jitted)
     assert all(v.shape == () and v.dtype == jnp.float32 for v in jitted.values())
 
 

@@ -6,6 +6,7 @@ All in float64.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,12 +147,7 @@ def test_h8_finite_gradients_at_exact_zeros():
         return (y - 3.0) ** 2
 
     expected = jax.jit(jax.grad(reference, argnums=(0, 1)))(params, slots)
-    for got, want in zip(
-        jax.tree.leaves(grads), jax.tree.leaves(expected), strict=True
-    ):
-        np.testing.assert_allclose(
-            np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12
-        )
+    chex.assert_trees_all_close(grads, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_and_product_gradient_matches_autodiff_with_zeros():
