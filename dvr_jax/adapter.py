@@ -105,7 +105,7 @@ def advantage(state: AdapterState, reward: Array, *, window: float = 20.0, norma
     baseline = jnp.where(first, reward, state.baseline)
     centred = reward - baseline
     scale = jnp.sqrt(jnp.maximum(state.second_moment, 1e-12))
-    use_scale = normalize & (state.count >= window)
+    use_scale = normalize & (state.count.astype(jnp.float32) >= window)
     adv = jnp.where(use_scale, centred / scale, centred)
     new_state = state._replace(
         baseline=baseline + centred / window,
@@ -166,7 +166,7 @@ def scaled_advantage(
       (advantages with the shape of `raw`, new state).
     """
     scale = jnp.sqrt(jnp.maximum(state.second_moment, 1e-12))
-    use_scale = normalize & (state.count >= window)
+    use_scale = normalize & (state.count.astype(jnp.float32) >= window)
     adv = jnp.where(use_scale, raw / scale, raw)
     first = state.count == 0
     moment = jnp.mean(jnp.square(raw))

@@ -53,13 +53,40 @@ def make_adam(learning_rate: float, weight_decay: float = 0.0, *, decoupled: boo
       decoupled: use AdamW's decoupled decay instead (docs/departures.md §17).
 
     Returns:
-      An optax transformation.
+      An optax transformation (safe under strict dtype promotion, see `standard_promotion`).
     """
     if weight_decay == 0.0:
-        return optax.adam(learning_rate)
+        return standard_promotion(optax.adam(learning_rate))
     if decoupled:
-        return optax.adamw(learning_rate, weight_decay=weight_decay)
-    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate))
+        return standard_promotion(optax.adamw(learning_rate, weight_decay=weight_decay))
+    return standard_promotion(optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate)))
+
+
+def standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`tx` with its init and update traced under standard dtype promotion.
+
+    optax's Adam bias correction computes `decay**count` (a Python float to the power
+    of the int32 step count), which `jax_numpy_dtype_promotion="strict"` rejects. The
+    tests can run strict (`DVR_STRICT_DTYPES=1`, tests/conftest.py), so optax's own code
+    runs under the standard rules while ours stays strict; no value changes.
+
+    Args:
+      tx: an optax transformation.
+
+    Returns:
+      The same transformation; its state has the same structure.
+    """
+    tx = optax.with_extra_args_support(tx)
+
+    def init(params: Params) -> optax.OptState:
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.init(params)
+
+    def update(updates: Params, state: optax.OptState, params: Params | None = None, **extra_args):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def tree_all_finite(tree) -> Array:

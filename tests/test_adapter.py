@@ -8,6 +8,7 @@ import numpy as np
 import optax
 
 from dvr_jax import adapter
+from dvr_jax.state import standard_promotion
 
 
 def test_bernoulli_log_prob_hand_computed():
@@ -63,7 +64,7 @@ def test_positive_advantage_step_raises_log_probability_of_the_selection():
 
 def test_policy_learns_to_select_the_rewarding_sample(key):
     """Sign: if selecting sample 0 raises the reward, p_0 increases."""
-    tx = optax.adam(0.05)
+    tx = standard_promotion(optax.adam(0.05))
 
     def update(carry, k):
         logits, opt_state, adapter_state = carry

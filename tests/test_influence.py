@@ -17,7 +17,11 @@ def test_influence_matches_finite_differences_of_the_validation_loss():
         rng = np.random.default_rng(0)
         backbone = make_backbone("lightgcn", 7, 9, dim=4)
         train = np.array([[u, i] for u in range(7) for i in range(9) if (u + 2 * i) % 3 == 0])
-        graph = backbone.build_graph(train)
+        # The graph is built in float32; the whole check runs in float64 (no implicit promotion).
+        graph = jax.tree.map(
+            lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            backbone.build_graph(train),
+        )
         params = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape)), backbone.init(jax.random.key(0)))
         users, pos, neg = (jnp.asarray(rng.integers(n, size=5)) for n in (7, 9, 9))
         vu, vp, vn = (jnp.asarray(rng.integers(n, size=11)) for n in (7, 9, 9))

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import pytest
 
+from dvr_jax.state import standard_promotion
 from dvr_jax.valuator import (
     VALUATOR_KINDS,
     loss_target,
@@ -65,7 +66,7 @@ def _random_params(valuator, seed: int):
 
 def _trained_params(valuator, params, steps: int = 50):
     """`steps` Adam steps on the coalition MSE toward -sum of the present losses."""
-    optimizer = optax.adam(3e-2)
+    optimizer = standard_promotion(optax.adam(3e-2))
 
     @jax.jit
     def step(params, opt_state, key):

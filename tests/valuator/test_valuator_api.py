@@ -16,6 +16,7 @@ import pytest
 
 from dvr_jax.backbones.mf import make_mf
 from dvr_jax.losses import bpr_per_sample
+from dvr_jax.state import standard_promotion
 from dvr_jax.valuator import (
     EXPLANATION_DTYPE,
     explanation_rows,
@@ -278,7 +279,7 @@ def test_one_optimizer_trains_encoder_harsanyi_and_offset(small32):
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, mse_grads
 
-    optimizer = optax.adam(1e-2)
+    optimizer = standard_promotion(optax.adam(1e-2))
     new, _, mse_grads = update(params, optimizer.init(params))
     for leaf in jax.tree.leaves(new):
         assert np.isfinite(np.asarray(leaf)).all()
@@ -303,7 +304,7 @@ def test_freeze_encoder_compat_and_coalition_target(small32):
     assert set(jax.tree.leaves(labels["harsanyi"])) == {"train"}
     assert set(jax.tree.leaves(parameter_labels(params))) == {"train"}
     optimizer = optax.multi_transform(
-        {"train": optax.adam(1e-2), "freeze": optax.set_to_zero()}, labels
+        {"train": standard_promotion(optax.adam(1e-2)), "freeze": optax.set_to_zero()}, labels
     )
     present = sample_coalition(_key(1), N_SLOTS)
     assert set(np.unique(np.asarray(present))) <= {0.0, 1.0}
