@@ -5,8 +5,11 @@ group and, for numbers, its bounds (`min`, `gt`, `max`, `lt`) in `dataclasses.fi
 metadata. `RunConfig.__post_init__` checks every field against that declaration in one loop,
 then the few cross-field rules that one field cannot state. `experiments/run.py` generates
 its flags from the same declarations, so a field, its flag, its help and its checks cannot
-drift apart. Only `experiments/` builds a RunConfig and only `dvr_jax/loop.py` reads it;
-library functions take plain typed arguments.
+drift apart. Only `experiments/` builds a RunConfig and only `dvr_jax/loop.py` and the
+registry's builders (`dvr_jax/builders.py`) read it; library functions take plain typed
+arguments. `method` is checked against the method registry (`dvr_jax.registry`,
+docs/engineering.md §12): its choices are read when asked for, so a method registered at run
+time is valid, and the entry resolves its own defaults and checks its own option combinations.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 
@@ -26,25 +29,39 @@ class ConfigError(ValueError):
     """An invalid configuration value or an unknown option."""
 
 
-Method = Literal["dvr", "bpr", "pop", "aobpr", "wbpr", "pris", "tce", "rce", "til-ui", "til-mi"]
 Reward = Literal["loss", "recall", "ndcg", "cc", "ild", "gini"]
-METHODS: tuple[str, ...] = typing.get_args(Method)
 REWARDS: tuple[str, ...] = typing.get_args(Reward)
 GROUPS = ("run", "data", "training", "dvr", "baselines")  # flag groups, in `--help` order
 BOUNDS = {"min": (operator.ge, ">="), "gt": (operator.gt, ">"), "max": (operator.le, "<="), "lt": (operator.lt, "<")}
 
 
-def _field(group: str, default: Any, help: str, *, default_text: str | None = None, **bounds: float) -> Any:
+def _field(group: str, default: Any, help: str, *, default_text: str | None = None,
+           choices: Callable[[], tuple[str, ...]] | None = None, **bounds: float) -> Any:  # fmt: skip
     """A RunConfig field: its default, one line of help, its flag group and its bounds.
 
     `default_text` describes a None default that `__post_init__` or the loop resolves
-    (shown by `--help` instead of "none"); `bounds` are `BOUNDS` keys, checked per element
-    for tuples.
+    (shown by `--help` instead of "none"); `choices` returns the allowed values of a `str`
+    field whose set is open (a registry), read at check and parser-build time; `bounds` are
+    `BOUNDS` keys, checked per element for tuples.
     """
     if group not in GROUPS or not set(bounds) <= set(BOUNDS):
         raise ValueError(f"bad field declaration: group {group!r}, bounds {sorted(bounds)}")
     meta = {"group": group, "help": help, **bounds, **({"default_text": default_text} if default_text else {})}
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata={**meta, **({"choices": choices} if choices else {})})
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered methods (`dvr_jax.registry`), read when asked for."""
+    from dvr_jax import registry  # noqa: PLC0415  (config stays importable alone)
+
+    return registry.method_names()
+
+
+def __getattr__(name: str) -> Any:
+    """`METHODS`: the registered methods at the time of asking (module attribute, PEP 562)."""
+    if name == "METHODS":
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +75,8 @@ class RunConfig:
                           "or a .csv/.tsv file")  # fmt: skip
     data_dir: str | None = _field("data", None, "folder holding one <dataset>/ folder per dataset",
                                   default_text="$DVR_DATA_DIR, else ~/.cache/dvr_jax/data")
-    method: Method = _field("run", "dvr", "DVR, plain BPR, most popular, or a baseline")
+    method: str = _field("run", "dvr", "DVR, plain BPR, most popular, a baseline, or a registered method",
+                         choices=method_names)
     backbone: str = _field("run", "mf", "recommender: mf, neumf, mgcf, lightgcn")
     reward: Reward = _field("run", "recall", "the metric DVR adapts to; part of every run's name")
     seed: int = _field("run", 0, "seed of initialisation and sampling", min=0)
@@ -153,10 +171,17 @@ class RunConfig:
     til_meta_weight_decay: float = _field("baselines", 0.0, "coupled L2 weight decay of TIL's generator", min=0)
 
     def __post_init__(self):
+        from dvr_jax import registry  # noqa: PLC0415  (config stays importable alone)
+
+        problem = field_problem("method", self.method)
+        if problem:
+            raise ConfigError(f"method {problem}")
+        entry = registry.get_method(self.method)
         defaults = {
-            "batch_size": 1000 if (self.method == "dvr" and self.reward == "loss") else 5000,
-            "warm_start": "auto" if self.method == "dvr" else "none",
+            "batch_size": 5000,
+            "warm_start": "none",
             "h_dim": 32 if self.valuator == "sample" else (50 if self.reward in ("cc", "ild") else 10),
+            **(entry.defaults(self) if entry.defaults else {}),
         }
         for name, value in defaults.items():
             if getattr(self, name) is None:
@@ -168,7 +193,7 @@ class RunConfig:
         self._check_combinations()
 
     def _check_combinations(self) -> None:
-        """The rules no single field states: the backbone registry, DVR's options, the selection metric."""
+        """The rules no single field states: the backbone registry, the selection metric, the method's options."""
         from dvr_jax.backbones import BACKBONES  # noqa: PLC0415  (config stays importable alone)
 
         if self.backbone not in BACKBONES:
@@ -176,13 +201,14 @@ class RunConfig:
         match = re.fullmatch(r"[a-z_]+@(\d+)", self.select_metric)
         if not match or int(match.group(1)) not in self.ks:
             raise ConfigError(f"select_metric must be <metric>@K with K in ks {self.ks}, got {self.select_metric!r}")
-        if self.method == "dvr":
-            from dvr_jax.dvr import DVRConfig, check_config  # noqa: PLC0415
+        from dvr_jax import registry  # noqa: PLC0415
 
+        entry = registry.get_method(self.method)
+        if entry.check is not None:
             try:
-                check_config(DVRConfig(estimator=self.estimator, num_masks=self.num_masks, mse_target=self.mse_target,
-                                       reward_interval=self.reward_interval, weight_mode=self.weight_mode,
-                                       pg_mode=self.pg_mode))  # fmt: skip
+                entry.check(self)
+            except ConfigError:
+                raise
             except ValueError as err:
                 raise ConfigError(str(err)) from err
 
@@ -214,6 +240,8 @@ def field_problem(name: str, value: Any) -> str | None:
     if problem or value is None:
         return problem
     meta = FIELDS[name].metadata
+    if "choices" in meta and value not in meta["choices"]():
+        return f"must be one of {', '.join(meta['choices']())}, got {value!r}"
     bounds = [(key, meta[key]) for key in BOUNDS if key in meta]
     for item in value if isinstance(value, tuple) else (value,):
         if not all(BOUNDS[key][0](item, bound) for key, bound in bounds):

@@ -19,18 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dvr_jax import baselines, checkpoint, export, rewards, rundir, sampler
-from dvr_jax.backbones import Backbone, make_backbone, propagation
-from dvr_jax.baselines import make_popularity
+from dvr_jax import checkpoint, export, registry, rundir, sampler
+from dvr_jax.backbones import Backbone, make_backbone
+from dvr_jax.builders import run_valuator  # noqa: F401  (re-exported: the valuator of a run's config)
 from dvr_jax.config import ConfigError, RunConfig
 from dvr_jax.data import DataError, load_dataset, resolve_data_dir
 from dvr_jax.data.dataset import Dataset
-from dvr_jax.dvr import DVRConfig, DVRData
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
-from dvr_jax.methods import Method, make_bpr_method, make_dvr_method, make_pop_method
+from dvr_jax.methods import Method, make_bpr_method
 from dvr_jax.progress import TrainingProgress
-from dvr_jax.train import StepData
-from dvr_jax.valuator import Valuator, make_valuator
+from dvr_jax.step import StepData
 
 
 
@@ -78,115 +76,25 @@ def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
 
 
 def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
+    """The stages of `build`; the method's registry entry supplies everything method-specific."""
+    entry = registry.get_method(cfg.method)
     # Methods and rewards get a view without the test split (they cannot read it).
     dataset = dataclasses.replace(full_dataset, test=np.zeros((0, 2), np.int32))
     train_arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
     valid = make_eval_arrays(dataset, "valid", chunk_size=cfg.eval_chunk)
-    if cfg.method == "pop":
-        backbone = make_popularity(dataset.n_users, dataset.n_items)
-        data = StepData(train_arrays, backbone.build_graph(dataset.train))
-        return Components(full_dataset, backbone, make_pop_method(), data, valid)
-    backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
-    if train_arrays.n_pairs < cfg.batch_size:
+    if entry.make_backbone is not None:
+        backbone = entry.make_backbone(cfg, dataset)
+    else:
+        backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
+    if entry.trains and train_arrays.n_pairs < cfg.batch_size:
         raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
-    graph = backbone.build_graph(dataset.train)
-    reward_data = _dvr_reward_data(cfg, dataset, train_arrays) if cfg.method == "dvr" else None
-    if cfg.method.startswith("til-") and cfg.til_outer == "valid" and len(dataset.valid) == 0:
-        raise ConfigError("TIL's outer loss needs validation pairs; the dataset has none")
-    init_params = warm_start(cfg, backbone, full_dataset)  # the only stage that may train and write
-    if cfg.method == "bpr":
-        method = make_bpr_method(backbone, learning_rate=cfg.learning_rate, reduction=cfg.reduction,
-                                 init_params=init_params)  # fmt: skip
-        data = StepData(train_arrays, graph)
-    elif cfg.method != "dvr":
-        method, backbone, data = _baseline_method(cfg, dataset, backbone, train_arrays, graph, init_params)
-    else:
-        method = _dvr_method(cfg, backbone, train_arrays, init_params)
-        data = DVRData(train_arrays, graph, reward_data)
-    return Components(full_dataset, backbone, method, data, valid)
-
-
-def _baseline_method(cfg: RunConfig, dataset: Dataset, backbone: Backbone, train_arrays, graph, init_params):
-    """A baseline (docs/baselines.md), the backbone it evaluates with (WBPR adds an item bias) and its step data."""
-    common = dict(learning_rate=cfg.learning_rate, reduction=cfg.reduction, init_params=init_params)
-    n_items, aux = dataset.n_items, {}
-    if cfg.method == "tce":
-        method = baselines.make_tce_method(backbone, drop_rate=cfg.tce_drop_rate, num_gradual=cfg.tce_num_gradual,
-                                           exponent=cfg.tce_exponent, **common)  # fmt: skip
-    elif cfg.method == "rce":
-        method = baselines.make_rce_method(backbone, beta=cfg.rce_beta, **common)
-    elif cfg.method in ("wbpr", "pris"):
-        aux["popularity"] = baselines.item_popularity(dataset.train, n_items)
-        if cfg.method == "pris":
-            method = baselines.make_pris_method(backbone, num_negatives=cfg.pris_negatives, proposal=cfg.pris_proposal,
-                                                temperature=cfg.pris_temperature, **common)  # fmt: skip
-        else:
-            if cfg.wbpr_item_bias:
-                backbone = baselines.with_item_bias(backbone, n_items)
-                if init_params is not None:
-                    common["init_params"] = {"backbone": init_params, "item_bias": jnp.zeros((n_items,), jnp.float32)}
-            method = baselines.make_wbpr_method(backbone, exponent=cfg.wbpr_exponent,
-                                                user_uniform=cfg.wbpr_user_uniform, **common)  # fmt: skip
-    elif cfg.method == "aobpr":
-        factor_dim = None
-        if backbone.name in baselines.DOT_PRODUCT_BACKBONES:
-            reps = jax.eval_shape(lambda key: backbone.encode(backbone.init(key), graph), jax.random.key(0))
-            factor_dim = reps["item"].shape[1]
-        method = baselines.make_aobpr_method(
-            backbone, n_items=n_items, factor_dim=factor_dim, batch_size=cfg.batch_size, lambda_rel=cfg.aobpr_lambda,
-            refresh_every=cfg.aobpr_refresh, pool_size=cfg.aobpr_pool, **common)  # fmt: skip
-    else:
-        ids = jnp.zeros((1,), jnp.int32)
-        feats = jax.eval_shape(lambda key: backbone.pair_features(backbone.init(key), ids, ids, ids), jax.random.key(0))
-        users, items = dataset.train[:, 0], dataset.train[:, 1]
-        aux["mean_op"] = propagation.row_normalized(users, items, (dataset.n_users, n_items))
-        aux["valid_users"] = jnp.asarray(dataset.valid[:, 0], jnp.int32)
-        aux["valid_items"] = jnp.asarray(dataset.valid[:, 1], jnp.int32)
-        method = baselines.make_til_method(
-            backbone, n_items=n_items, state_dim=2 * (feats.shape[-1] // 3), variant=cfg.method.removeprefix("til-"),
-            hidden=cfg.til_hidden or cfg.embedding_dim, output=cfg.til_output, outer=cfg.til_outer,
-            mi_state=cfg.til_mi_state, n_clusters=cfg.til_clusters,
-            cluster_every=cfg.til_cluster_every * (train_arrays.n_pairs // cfg.batch_size),
-            valid_batch=cfg.til_valid_batch or cfg.batch_size, meta_learning_rate=cfg.til_meta_learning_rate,
-            meta_weight_decay=cfg.til_meta_weight_decay, **common)  # fmt: skip
-    return method, backbone, baselines.BaselineData(train_arrays, graph, aux)
-
-
-def _dvr_reward_data(cfg: RunConfig, dataset: Dataset, train_arrays) -> rewards.RewardData:
-    """The reward's validation arrays; raises ConfigError when the data cannot serve the reward."""
-    try:
-        return rewards.make_reward_data(dataset, cfg.reward, train_arrays, fraction=cfg.reward_fraction,
-                                        seed=cfg.split_seed, chunk_size=cfg.eval_chunk)  # fmt: skip
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-
-
-def run_valuator(cfg: RunConfig) -> Valuator:
-    """The data valuator a DVR run trains, built from the config's valuator fields."""
-    selection = dict(value_map=cfg.value_map, kappa=cfg.selection_slope, eps=cfg.selection_floor)
-    if cfg.valuator == "sample":
-        return make_valuator("sample", h_dim=cfg.h_dim, interaction_rank=cfg.interaction_rank,
-                             max_order=cfg.max_order, **selection)  # fmt: skip
-    return make_valuator("slot", h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
-                         children_init=cfg.children_init, **selection)  # fmt: skip
-
-
-def _dvr_method(cfg: RunConfig, backbone: Backbone, train_arrays, init_params) -> Method:
-    valuator = run_valuator(cfg)
-    dvr_config = DVRConfig(
-        reward=cfg.reward, weight_mode=cfg.weight_mode, pg_mode=cfg.pg_mode, reduction=cfg.reduction,
-        alpha_mse=cfg.alpha_mse, alpha_pg=cfg.alpha_pg, lambda_explore=cfg.lambda_explore,
-        baseline_window=cfg.baseline_window, reward_interval=cfg.reward_interval, estimator=cfg.estimator,
-        num_masks=cfg.num_masks, mse_target=cfg.mse_target, influence=cfg.influence,
-        loss_game_weight=cfg.loss_game_weight, loss_game_coalitions=cfg.loss_game_coalitions,
-    )  # fmt: skip
-    method = make_dvr_method(
-        backbone, valuator, rewards.make_reward_fn(backbone, cfg.reward, k=cfg.reward_k), dvr_config,
-        batch_size=cfg.batch_size, n_pairs=train_arrays.n_pairs, learning_rate=cfg.learning_rate,
-        init_params=init_params,
-        valuator_learning_rate=cfg.valuator_learning_rate, valuator_weight_decay=cfg.valuator_weight_decay,
-    )  # fmt: skip
-    return method
+    ctx = registry.BuildContext(cfg, dataset, train_arrays, backbone, backbone.build_graph(dataset.train))
+    ctx = ctx._replace(prepared=None if entry.prepare is None else entry.prepare(ctx))  # data checks first
+    if entry.trains:
+        ctx = ctx._replace(init_params=warm_start(cfg, backbone, full_dataset))  # may train and write
+    built = entry.build(ctx)
+    data = StepData(train_arrays, ctx.graph, built.aux)
+    return Components(full_dataset, built.backbone, built.method, data, valid)
 
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
@@ -407,10 +315,7 @@ def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: 
         if resume:
             state, saved, _ = checkpoint.restore(latest, state)
             tracker.update(saved)
-            for name in logs:
-                path = workdir / f"{name}.jsonl"
-                lines = path.read_text().splitlines() if path.exists() else []
-                logs[name] = [r for r in map(json.loads, lines) if r["epoch"] <= tracker["epoch"]]
+            logs.update({name: _read_log(workdir / f"{name}.jsonl", tracker["epoch"]) for name in logs})
             print(f"resumed {workdir} at epoch {tracker['epoch']}", file=sys.stderr, flush=True)
         with TrainingProgress(cfg.progress, cfg.epochs, label=label, start_epoch=tracker["epoch"]) as progress:
             try:
@@ -436,7 +341,7 @@ def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: 
         print(f"checkpoints: {checkpoint_bytes / 1e6:.1f} MB in {workdir / 'checkpoints'}", file=sys.stderr)
     results = {
         "dataset": cfg.dataset, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
-        "reward": cfg.reward if cfg.method == "dvr" else None,
+        "reward": cfg.reward if registry.get_method(cfg.method).uses_reward else None,
         "best_epoch": tracker["best_epoch"], "valid": valid_metrics, "test": test_metrics,
         "train_seconds": tracker["train_seconds"], "checkpoint_bytes": checkpoint_bytes,
         "dataset_summary": components.dataset.summary(),
@@ -448,6 +353,12 @@ def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: 
         users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
         export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
     return results
+
+
+def _read_log(path: pathlib.Path, epoch: int) -> list[dict]:
+    """The records of a jsonl log up to `epoch` (a resumed run replays the epochs after it)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r["epoch"] <= epoch]
 
 
 def _fit(cfg, components, state, keys, tracker, logs, managers, workdir, progress):

@@ -76,7 +76,11 @@ def _converter(name: str, kind: Any, optional: bool, element: bool):
 
 
 def _add_flag(group: argparse._ArgumentGroup, field: dataclasses.Field) -> None:
-    """Adds `--field-name` (and its ALIASES): typed, checked, with help, default and choices."""
+    """Adds `--field-name` (and its ALIASES): typed, checked, with help, default and choices.
+
+    A field with a `choices` callable in its metadata (`--method`, from the method registry)
+    gets the choices registered when the parser is built.
+    """
     kind = FIELD_TYPES[field.name]
     flags = ["--" + field.name.replace("_", "-"), *ALIASES.get(field.name, ())]
     shown = field.metadata.get("default_text") or show_default(field.default)
@@ -86,6 +90,9 @@ def _add_flag(group: argparse._ArgumentGroup, field: dataclasses.Field) -> None:
         return
     if typing.get_origin(kind) is Literal:
         group.add_argument(*flags, choices=typing.get_args(kind), help=text)
+        return
+    if "choices" in field.metadata:  # an open set (a registry): read now, when the parser is built
+        group.add_argument(*flags, choices=field.metadata["choices"](), help=text)
         return
     args = typing.get_args(kind)
     optional, element = type(None) in args, typing.get_origin(kind) is tuple

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pytest
 
-from dvr_jax import adapter, dvr
+from dvr_jax import adapter, dvr, registry
 from dvr_jax.config import FIELD_TYPES, GROUPS, METHODS, REWARDS, ConfigError, RunConfig
 from dvr_jax.valuator import children, factory, sample_game, value_map
 from experiments import run
@@ -20,7 +20,7 @@ from experiments.configs.presets import PRESETS
 from tests.conftest import REPO
 
 FIELDS = dataclasses.fields(RunConfig)
-STRINGS = {"backbone": "lightgcn", "select_metric": "ndcg@10"}  # strings the config checks against something
+STRINGS = {"backbone": "lightgcn", "select_metric": "ndcg@10", "method": "tce"}  # strings the config checks against something
 BASE = ["--method", "bpr"]  # keeps DVR's cross-field rules out of single-field round trips
 
 
@@ -153,7 +153,8 @@ def test_choices_and_bounds_agree_with_the_library():
     assert choices["estimator"] == adapter.ESTIMATORS and choices["mse_target"] == dvr.MSE_TARGETS
     assert choices["value_map"] == value_map.VALUE_MAPS and choices["children_init"] == children.CHILDREN_INITS
     assert choices["valuator"] == factory.VALUATOR_KINDS
-    assert (choices["method"], choices["reward"]) == (METHODS, REWARDS)
+    assert (registry.method_names(), choices["reward"]) == (METHODS, REWARDS)
+    assert {a.dest: a.choices for a in run.parser()._actions}["method"] == METHODS
     assert RunConfig.__dataclass_fields__["max_order"].metadata["max"] == sample_game.MAX_ORDER
 
 

@@ -1,4 +1,4 @@
-"""Every baseline through `loop`'s wiring: one finite step, compiled once, on MF and other backbones."""
+"""Every baseline through its registry entry (`loop`'s wiring): one finite step, compiled once, on MF and other backbones."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dvr_jax import loop, sampler
+from dvr_jax import registry, sampler
 from dvr_jax.backbones import make_backbone
 from dvr_jax.config import ConfigError, RunConfig
 from dvr_jax.state import tree_all_finite
+from dvr_jax.step import StepData
 from tests.helpers import count_compilations, tiny_dataset
 
 BATCH = 16
@@ -40,8 +41,10 @@ def _build(rng, method, backbone_name, **options):
     backbone = make_backbone(backbone_name, dataset.n_users, dataset.n_items, **size)
     cfg = RunConfig(method=method, backbone=backbone_name, batch_size=BATCH, embedding_dim=8, til_clusters=4,
                     til_valid_batch=8, **options)  # fmt: skip
-    built = loop._baseline_method(cfg, dataset, backbone, arrays, backbone.build_graph(dataset.train), None)
-    return (*built, sampler.epoch_batches(jax.random.key(1), arrays.n_pairs, BATCH))
+    graph = backbone.build_graph(dataset.train)
+    built = registry.get_method(method).build(registry.BuildContext(cfg, dataset, arrays, backbone, graph))
+    data = StepData(arrays, graph, built.aux)
+    return built.method, built.backbone, data, sampler.epoch_batches(jax.random.key(1), arrays.n_pairs, BATCH)
 
 
 IDS = [f"{method}-{backbone}-{index}" for index, (method, backbone, _) in enumerate(CASES)]
