@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dvr_jax.state import standard_promotion
 from dvr_jax.valuator import loss_target, make_valuator
 
 
@@ -106,7 +107,7 @@ def main() -> None:
     n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
     present = jnp.ones(args.batch_size, jnp.float32)
     target = loss_target(losses)
-    optimizer = optax.adam(1e-3)
+    optimizer = standard_promotion(optax.adam(1e-3))
     optimizer.init(params)
 
     forward = jax.jit(valuator.output)

@@ -103,7 +103,8 @@ class RunConfig:
     export: bool = _field("run", False, "also write the splits and test top-K lists as TSV under <out>/export")
     resume: bool = _field("run", False, "continue the run in --out from its latest checkpoint")
     overwrite: bool = _field("run", False, "replace an existing run in --out")
-    progress: bool = _field("run", True, "print one line per validation check to stderr")
+    progress: bool = _field("run", True, "progress bars with an ETA on a terminal; one line per validation check")
+    plots: bool = _field("run", True, "draw <out>/plots/curves.png at the end (needs the plots extra; skipped without it)")
     warm_start: str | None = _field("training", None, "auto: train (or reuse) a validation-selected BPR run "
                                     "under runs/pretrained/; none: from scratch; else a run directory",
                                     default_text="auto for dvr, none otherwise")  # fmt: skip

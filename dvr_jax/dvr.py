@@ -225,7 +225,7 @@ def random_coalitions(key: PRNGKey, count: int, n_slots: int) -> Array:
     sizes = jnp.floor(jnp.exp(jax.random.uniform(k_size, (count,)) * jnp.log(n_slots + 1.0)))
     sizes = jnp.clip(sizes, 1, n_slots)
     ranks = jnp.argsort(jax.random.uniform(k_order, (count, n_slots)), axis=1)
-    return (ranks < sizes[:, None]).astype(jnp.float32)
+    return (ranks.astype(jnp.float32) < sizes[:, None]).astype(jnp.float32)
 
 
 def loss_game_mse(values: Array, losses: Array, masks: Array) -> Array:

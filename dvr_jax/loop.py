@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dvr_jax import checkpoint, export, registry, rundir, sampler
+from dvr_jax import checkpoint, export, plots, registry, rundir, sampler
 from dvr_jax.backbones import Backbone, make_backbone
 from dvr_jax.builders import run_valuator  # noqa: F401  (re-exported: the valuator of a run's config)
 from dvr_jax.config import ConfigError, RunConfig
@@ -53,6 +53,7 @@ class Components:
     method: Method
     data: StepData
     valid: EvalArrays
+    warm_start_seconds: float = 0.0  # wall time of a warm start that trained its BPR run here
 
 
 def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
@@ -90,11 +91,14 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
         raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
     ctx = registry.BuildContext(cfg, dataset, train_arrays, backbone, backbone.build_graph(dataset.train))
     ctx = ctx._replace(prepared=None if entry.prepare is None else entry.prepare(ctx))  # data checks first
+    started, warm_seconds = time.time(), 0.0
     if entry.trains:
+        trains_bpr = cfg.warm_start == "auto" and not (pretrained_dir(cfg, full_dataset) / "results.json").exists()
         ctx = ctx._replace(init_params=warm_start(cfg, backbone, full_dataset))  # may train and write
+        warm_seconds = time.time() - started if trains_bpr else 0.0
     built = entry.build(ctx)
     data = StepData(train_arrays, ctx.graph, built.aux)
-    return Components(full_dataset, built.backbone, built.method, data, valid)
+    return Components(full_dataset, built.backbone, built.method, data, valid, warm_seconds)
 
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
@@ -278,7 +282,10 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
         with rundir.writing(workdir):
             label = cfg.method if report else f"warm start ({cfg.method})"
             results = _run(cfg, components, workdir, resume, tracker, label)
-            results["total_seconds"] = time.time() - started
+            # This session's own time: a warm start that trained is reported apart.
+            results["total_seconds"] = time.time() - started - components.warm_start_seconds
+            results["warm_start_seconds"] = components.warm_start_seconds
+            results["resumed"] = resume
             export.write_json(workdir / "results.json", results)
         finished = True
     except KeyboardInterrupt as err:
@@ -289,9 +296,19 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
             keep = any(checkpoint.finished_steps(checkpoints / name) for name in ("latest", "best"))
             rundir.discard(workdir, created, keep=keep or (workdir / "results.json").exists())
         rundir.release_lock(lock)
+    if cfg.plots and registry.get_method(cfg.method).trains:
+        _draw_curves(workdir)
     if report:
         _print_summary(cfg, results, workdir)
     return results
+
+
+def _draw_curves(workdir: pathlib.Path) -> None:
+    """The run's training curves as PNG; without matplotlib (the plots extra) nothing is drawn."""
+    try:
+        plots.plot_run(workdir)
+    except plots.PlotDependencyError:
+        return
 
 
 def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: dict,
@@ -411,10 +428,16 @@ def _print_summary(cfg: RunConfig, results: dict[str, Any], workdir: pathlib.Pat
     test = results["test"]
     keys = ["recall@20", "ndcg@20"] + [k for k in ("cc@20", "ild@20", "gini@20") if k in test]
     summary = "  ".join(f"{k} {test[k]:.4f}" for k in keys)
-    method = f"dvr-{cfg.reward}" if cfg.method == "dvr" else cfg.method
+    method = f"{cfg.method}-{cfg.reward}" if registry.get_method(cfg.method).uses_reward else cfg.method
+    if results.get("resumed"):  # the training time counts every session of the run
+        time_line = f"{results['total_seconds']:.1f}s this session (training {results['train_seconds']:.1f}s in all)"
+    else:
+        time_line = f"{results['total_seconds']:.1f}s (training {results['train_seconds']:.1f}s)"
+    if results.get("warm_start_seconds"):  # a warm start that trained here, not one reused
+        time_line += f"; warm start {results['warm_start_seconds']:.1f}s before that"
     print(
         f"{cfg.dataset} | {method} | {cfg.backbone} | seed {cfg.seed} | best epoch {results['best_epoch']}\n"
         f"test: {summary}\n"
-        f"time: {results['total_seconds']:.1f}s (training {results['train_seconds']:.1f}s)\n"
+        f"time: {time_line}\n"
         f"outputs: {workdir}"
     )

@@ -6,9 +6,9 @@ import os
 import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Strict dtype promotion (STYLE.md B.6) is opt-in, DVR_STRICT_DTYPES=1, until every module is clean;
-# set in the environment so that the tests' subprocesses run strict too.
-if os.environ.get("DVR_STRICT_DTYPES", "0") == "1":
+# Strict dtype promotion: no implicit mixing of dtypes anywhere the tests reach (DVR_STRICT_DTYPES=0
+# turns it off); set in the environment so that the tests' subprocesses run strict too.
+if os.environ.get("DVR_STRICT_DTYPES", "1") == "1":
     os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
 
 import jax  # noqa: E402

@@ -25,8 +25,10 @@ def _results(path):
 
 def test_bpr_smoke_run_writes_the_run_directory(real_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    code = run.main(SMOKE + ["--data-dir", str(real_data_dir), "--out", str(out), "--export", "--method", "bpr"])
+    code = run.main(SMOKE + ["--data-dir", str(real_data_dir), "--out", str(out), "--export", "--method", "bpr",
+                             "--plots"])  # fmt: skip
     assert code == 0
+    assert (out / "plots" / "curves.png").read_bytes().startswith(b"\x89PNG")  # the run's training curves
     results = _results(out)
     assert set(results["valid"]) >= {"recall@20", "ndcg@20", "recall_norm@20", "gini@20"}
     assert 0.0 < results["test"]["recall@20"] <= 1.0

@@ -9,7 +9,7 @@ import optax
 
 from dvr_jax import losses, sampler, train
 from dvr_jax.backbones import make_mf
-from dvr_jax.state import make_adam
+from dvr_jax.state import make_adam, standard_promotion
 from tests.helpers import count_compilations, random_pairs
 
 
@@ -36,7 +36,7 @@ def test_coupled_weight_decay_adds_to_gradient_before_adam():
     np.testing.assert_allclose(updates["w"], [-0.1], rtol=1e-4)
     updates, _ = tx.update({"w": jnp.array([-0.1])}, tx.init(params), params)
     np.testing.assert_allclose(updates["w"], [-0.1], rtol=1e-4)  # -0.1 + 0.2 > 0: still down
-    plain = optax.adam(0.1)
+    plain = standard_promotion(optax.adam(0.1))
     updates, _ = plain.update({"w": jnp.array([-0.1])}, plain.init(params), params)
     np.testing.assert_allclose(updates["w"], [0.1], rtol=1e-4)
 

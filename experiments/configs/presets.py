@@ -9,5 +9,5 @@ by tests and CI.
 
 PRESETS: dict[str, dict] = {
     "paper": dict(epochs=2000, learning_rate=1e-3, valid_interval=10, patience=None),
-    "smoke": dict(epochs=4, batch_size=1024, valid_interval=2, patience=None, checkpoint_every=2),
+    "smoke": dict(epochs=4, batch_size=1024, valid_interval=2, patience=None, checkpoint_every=2, plots=False),
 }
