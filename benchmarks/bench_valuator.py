@@ -32,22 +32,18 @@ from dvr_jax.valuator import loss_target, make_valuator
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument(
-        "--hidden", type=int, default=100, help="Harsanyi units per layer (M)"
-    )
+    parser.add_argument("--hidden", type=int, default=100, help="Harsanyi units per layer (M)")
     parser.add_argument("--layers", type=int, default=2, help="Harsanyi blocks (L)")
+    parser.add_argument("--h-dim", type=int, default=10, help="encoder output width (H)")
+    parser.add_argument("--embed-dim", type=int, default=64, help="backbone dim D (F = 3D + 1)")
     parser.add_argument(
-        "--h-dim", type=int, default=10, help="encoder output width (H)"
+        "--valuator",
+        default="sample",
+        choices=["sample", "slot"],
+        help="sample: the sample game (default); slot: the paper's Harsanyi net",
     )
-    parser.add_argument(
-        "--embed-dim", type=int, default=64, help="backbone dim D (F = 3D + 1)"
-    )
-    parser.add_argument("--valuator", default="sample", choices=["sample", "slot"],
-                        help="sample: the sample game (default); slot: the paper's Harsanyi net")
     parser.add_argument("--variant", default="G", choices=["G", "F", "P", "C_compat"], help="slot valuator variant")
-    parser.add_argument(
-        "--children-init", default="random", choices=["random", "cover"]
-    )
+    parser.add_argument("--children-init", default="random", choices=["random", "cover"])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
@@ -115,16 +111,12 @@ def main() -> None:
 
     @jax.jit
     def mse_grad(params, feats, target):
-        (loss, out), grads = jax.value_and_grad(valuator.mse_loss, has_aux=True)(
-            params, feats, target
-        )
+        (loss, out), grads = jax.value_and_grad(valuator.mse_loss, has_aux=True)(params, feats, target)
         return loss, out, valuator.probabilities(params, out.shapley), grads
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def train_step(params, opt_state, feats, target):
-        (loss, out), grads = jax.value_and_grad(valuator.mse_loss, has_aux=True)(
-            params, feats, target
-        )
+        (loss, out), grads = jax.value_and_grad(valuator.mse_loss, has_aux=True)(params, feats, target)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss, out.shapley
 
@@ -139,14 +131,15 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
     print(
-        f"device: {jax.devices()[0].device_kind} "
-        f"({platform.processor() or platform.machine()}),"
-        f" jax {jax.__version__}"
+        f"device: {jax.devices()[0].device_kind} ({platform.processor() or platform.machine()}), jax {jax.__version__}"
     )
     print(
         f"config: valuator={args.valuator} B={args.batch_size} F={n_feats} "
-        + (f"M={args.hidden} L={args.layers} h={args.h_dim} variant={args.variant} "
-           f"children_init={args.children_init} " if args.valuator == "slot" else "")
+        + (
+            f"M={args.hidden} L={args.layers} h={args.h_dim} variant={args.variant} children_init={args.children_init} "
+            if args.valuator == "slot"
+            else ""
+        )
         + f"params={n_params:,}"
     )
     print(f"init (jit, incl. compile):          {init_s:8.3f} s")

@@ -43,6 +43,7 @@ from dvr_jax.sampler import (
 from dvr_jax.sharding import make_data_mesh, shard_step
 from dvr_jax.state import LearnerState, make_adam
 from dvr_jax.train import StepData, create_backbone_state, make_bpr_step
+from dvr_jax.typing import Array, Params
 from dvr_jax.valuator import (
     Valuator,
     ValuatorOutput,
@@ -54,7 +55,6 @@ from dvr_jax.valuator import (
     shapley_to_probabilities,
     valuator_features,
 )
-from dvr_jax.typing import Array, Params
 
 
 def valuator_output(valuator: Valuator, params: Params, feats: Array, present: Array) -> Array:

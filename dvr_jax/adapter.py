@@ -45,6 +45,7 @@ class AdapterState(NamedTuple):
 
 def init_adapter() -> AdapterState:
     """Baseline state before the first reward."""
+
     def zero():
         return jnp.zeros((), jnp.float32)  # distinct buffers: the state is donated
 
@@ -85,7 +86,9 @@ def bernoulli_log_prob(probs: Array, mask: Array) -> Array:
     return mask * jnp.log(probs + LOG_EPSILON) + (1.0 - mask) * jnp.log(1.0 - probs + LOG_EPSILON)
 
 
-def advantage(state: AdapterState, reward: Array, *, window: float = 20.0, normalize: bool = True) -> tuple[Array, AdapterState]:
+def advantage(
+    state: AdapterState, reward: Array, *, window: float = 20.0, normalize: bool = True
+) -> tuple[Array, AdapterState]:
     """Advantage of `reward` against the EMA baseline, and the updated baseline.
 
     The first reward initialises the baseline (advantage 0). Normalisation by the EMA

@@ -168,9 +168,12 @@ def _til(variant: str):
 BUILTIN_METHODS = (
     MethodEntry("dvr", _dvr, prepare=_dvr_reward_data, defaults=_dvr_defaults, check=_dvr_check, uses_reward=True),
     MethodEntry("bpr", _bpr),
-    MethodEntry("pop", _pop, make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users,
-                                                                                          dataset.n_items),
-                trains=False),  # fmt: skip
+    MethodEntry(
+        "pop",
+        _pop,
+        make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items),
+        trains=False,
+    ),  # fmt: skip
     MethodEntry("aobpr", _aobpr),
     MethodEntry("wbpr", _wbpr),
     MethodEntry("pris", _pris),

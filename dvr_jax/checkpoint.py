@@ -75,5 +75,7 @@ def restore(manager: ocp.CheckpointManager, like: Any, step: int | None = None) 
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
         )
     except Exception as err:  # orbax raises many types for damaged files
-        raise CheckpointError(f"checkpoint {manager.directory}/{step} is unreadable: {type(err).__name__}: {err}".splitlines()[0]) from err
+        raise CheckpointError(
+            f"checkpoint {manager.directory}/{step} is unreadable: {type(err).__name__}: {err}".splitlines()[0]
+        ) from err
     return restored["state"], dict(restored["meta"]), int(step)

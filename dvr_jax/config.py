@@ -73,19 +73,30 @@ class RunConfig:
 
     dataset: str = _field("data", "lastfm", "lastfm, ml-100k, lastfm-lightgcn, gowalla, a RecBole atomic name, "
                           "or a .csv/.tsv file")  # fmt: skip
-    data_dir: str | None = _field("data", None, "folder holding one <dataset>/ folder per dataset",
-                                  default_text="$DVR_DATA_DIR, else ~/.cache/dvr_jax/data")
-    method: str = _field("run", "dvr", "DVR, plain BPR, most popular, a baseline, or a registered method",
-                         choices=method_names)
+    data_dir: str | None = _field(
+        "data",
+        None,
+        "folder holding one <dataset>/ folder per dataset",
+        default_text="$DVR_DATA_DIR, else ~/.cache/dvr_jax/data",
+    )
+    method: str = _field(
+        "run", "dvr", "DVR, plain BPR, most popular, a baseline, or a registered method", choices=method_names
+    )
     backbone: str = _field("run", "mf", "recommender: mf, neumf, mgcf, lightgcn")
     reward: Reward = _field("run", "recall", "the metric DVR adapts to; part of every run's name")
     seed: int = _field("run", 0, "seed of initialisation and sampling", min=0)
     split_seed: int = _field("data", 2024, "seed of the train/valid/test split", min=0)
-    kcore: int | None = _field("data", None, "iterated k-core threshold; 0 or none: no filtering", min=0,
-                               default_text="the dataset's: 10, none for fixed splits")
+    kcore: int | None = _field(
+        "data",
+        None,
+        "iterated k-core threshold; 0 or none: no filtering",
+        min=0,
+        default_text="the dataset's: 10, none for fixed splits",
+    )
     epochs: int = _field("training", 2000, "training epochs (an upper bound under early stopping)", min=1)
-    batch_size: int | None = _field("training", None, "triplets per step", min=1,
-                                    default_text="5000, or 1000 for DVR-Loss")
+    batch_size: int | None = _field(
+        "training", None, "triplets per step", min=1, default_text="5000, or 1000 for DVR-Loss"
+    )
     learning_rate: float = _field("training", 1e-3, "Adam step size of the recommender", gt=0)
     reduction: Literal["sum", "mean"] = _field("training", "sum", "reduction of the batch's BPR losses")
     embedding_dim: int = _field("training", 64, "embedding width D", min=1)
@@ -95,21 +106,30 @@ class RunConfig:
     select_metric: str = _field("training", "recall@20", "validation metric selecting the checkpoint, "
                                 "<metric>@K with K in --ks")  # fmt: skip
     ks: tuple[int, ...] = _field("training", (10, 20), "cut-offs K of the reported metrics", min=1)
-    eval_chunk: int | None = _field("training", None, "users per evaluation chunk", min=1,
-                                    default_text="sized so a chunk's [C, I] scores fit the cache")
+    eval_chunk: int | None = _field(
+        "training",
+        None,
+        "users per evaluation chunk",
+        min=1,
+        default_text="sized so a chunk's [C, I] scores fit the cache",
+    )
     checkpoint_every: int = _field("run", 10, "epochs between checkpoints of the resumable state", min=1)
-    out: str | None = _field("run", None, "run directory",
-                             default_text="runs/<dataset>-<backbone>-<method>-<reward>-s<seed>")
+    out: str | None = _field(
+        "run", None, "run directory", default_text="runs/<dataset>-<backbone>-<method>-<reward>-s<seed>"
+    )
     export: bool = _field("run", False, "also write the splits and test top-K lists as TSV under <out>/export")
     resume: bool = _field("run", False, "continue the run in --out from its latest checkpoint")
     overwrite: bool = _field("run", False, "replace an existing run in --out")
     progress: bool = _field("run", True, "progress bars with an ETA on a terminal; one line per validation check")
-    plots: bool = _field("run", True, "draw <out>/plots/curves.png at the end (needs the plots extra; skipped without it)")
+    plots: bool = _field(
+        "run", True, "draw <out>/plots/curves.png at the end (needs the plots extra; skipped without it)"
+    )
     warm_start: str | None = _field("training", None, "auto: train (or reuse) a validation-selected BPR run "
                                     "under runs/pretrained/; none: from scratch; else a run directory",
                                     default_text="auto for dvr, none otherwise")  # fmt: skip
-    pretrain_epochs: int | None = _field("training", None, "epochs of the BPR warm-start run", min=1,
-                                         default_text="--epochs")
+    pretrain_epochs: int | None = _field(
+        "training", None, "epochs of the BPR warm-start run", min=1, default_text="--epochs"
+    )
     reward_fraction: float = _field("dvr", 0.1, "share of validation users in the reward", gt=0, max=1)
     reward_k: int = _field("dvr", 20, "cut-off K of ranking rewards", min=1)
     reward_interval: int = _field("dvr", 1, "valuator update every N steps", min=1)
@@ -120,7 +140,8 @@ class RunConfig:
     valuator: Literal["sample", "slot"] = _field("dvr", "sample", "sample: the sample game; slot: the paper's "
                                                  "slot-indexed Harsanyi net")  # fmt: skip
     estimator: Literal["ema", "counterfactual", "loo", "delta", "none"] = _field(
-        "dvr", "loo", "REINFORCE advantage estimator")
+        "dvr", "loo", "REINFORCE advantage estimator"
+    )
     num_masks: int = _field("dvr", 4, "masks K of the loo estimator", min=1)
     mse_target: Literal["coalition", "batch"] = _field("dvr", "coalition", "valuator MSE on the trained coalitions, "
                                                        "or only on the full batch (the paper's)")  # fmt: skip
@@ -130,15 +151,17 @@ class RunConfig:
     loss_game_coalitions: int = _field("dvr", 16, "random coalitions per step for the loss game", min=1)
     interaction_rank: int = _field("dvr", 8, "sample game: rank of the interaction dividends", min=1)
     max_order: int = _field("dvr", 2, "sample game: highest interaction order", min=1, max=4)
-    h_dim: int | None = _field("dvr", None, "valuator encoder output width", min=1,
-                               default_text="32; slot valuator 10, 50 for cc/ild")
+    h_dim: int | None = _field(
+        "dvr", None, "valuator encoder output width", min=1, default_text="32; slot valuator 10, 50 for cc/ild"
+    )
     harsanyi_width: int = _field("dvr", 100, "slot valuator: units per Harsanyi layer", min=1)
     harsanyi_layers: int = _field("dvr", 2, "slot valuator: Harsanyi layers", min=1)
     children_init: Literal["random", "cover"] = _field("dvr", "random", "slot valuator: initial children masks")
     value_map: Literal["sigmoid", "code"] = _field("dvr", "sigmoid", "map from data value to selection probability")
     selection_slope: float = _field("dvr", 1.0, "slope kappa of the sigmoid map on the batch-standardised value", gt=0)
-    selection_floor: float = _field("dvr", 1e-3, "probabilities of the sigmoid map stay in [floor, 1 - floor]",
-                                    min=0, lt=0.5)
+    selection_floor: float = _field(
+        "dvr", 1e-3, "probabilities of the sigmoid map stay in [floor, 1 - floor]", min=0, lt=0.5
+    )
     valuator_learning_rate: float = _field("dvr", 1e-3, "Adam step size of the valuator", gt=0)
     valuator_weight_decay: float = _field("dvr", 1e-3, "coupled L2 weight decay of the valuator's Adam", min=0)
     alpha_mse: float = _field("dvr", 1.0, "weight of the valuator's MSE term", min=0)
@@ -146,8 +169,9 @@ class RunConfig:
     lambda_explore: float = _field("dvr", 1000.0, "weight of the exploration penalty", min=0)
     baseline_window: float = _field("dvr", 20.0, "EMA window of the reward baseline, in reward steps", min=1)
     aobpr_lambda: float = _field("baselines", 0.05, "AOBPR λ_rel; the rank scale is λ = λ_rel · I", gt=0)
-    aobpr_refresh: int | None = _field("baselines", None, "AOBPR steps between ranking refreshes", min=1,
-                                       default_text="ceil(I ln I / B)")
+    aobpr_refresh: int | None = _field(
+        "baselines", None, "AOBPR steps between ranking refreshes", min=1, default_text="ceil(I ln I / B)"
+    )
     aobpr_pool: int = _field("baselines", 100, "AOBPR candidate pool for NeuMF (no dot product)", min=1)
     wbpr_exponent: float = _field("baselines", 1.0, "WBPR popularity exponent: P(j) ∝ pop(j)^exponent", min=0)
     wbpr_item_bias: bool = _field("baselines", True, "WBPR: add a learned item bias to the scores")
@@ -166,8 +190,9 @@ class RunConfig:
     til_mi_state: Literal["centroid", "user"] = _field("baselines", "centroid", "TIL-MI state of a triplet")
     til_clusters: int = _field("baselines", 20, "TIL-MI item communities n_c", min=1)
     til_cluster_every: int = _field("baselines", 10, "TIL-MI epochs between k-means refreshes", min=1)
-    til_valid_batch: int | None = _field("baselines", None, "TIL validation pairs per outer loss", min=1,
-                                         default_text="--batch-size")
+    til_valid_batch: int | None = _field(
+        "baselines", None, "TIL validation pairs per outer loss", min=1, default_text="--batch-size"
+    )
     til_meta_learning_rate: float = _field("baselines", 1e-3, "TIL generator Adam step size", gt=0)
     til_meta_weight_decay: float = _field("baselines", 0.0, "coupled L2 weight decay of TIL's generator", min=0)
 

@@ -36,7 +36,8 @@ every training pair's value, probability and influence (indexed by pair, on devi
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,10 +77,10 @@ class PairValues(struct.PyTreeNode):
     visits: Array
 
     @classmethod
-    def create(cls, n_pairs: int) -> "PairValues":
+    def create(cls, n_pairs: int) -> PairValues:
         return cls(*(jnp.zeros((n_pairs,), jnp.float32) for _ in range(4)))  # distinct buffers (donation)
 
-    def add(self, index: Array, value: Array, prob: Array, infl: Array) -> "PairValues":
+    def add(self, index: Array, value: Array, prob: Array, infl: Array) -> PairValues:
         return PairValues(
             self.value.at[index].add(value.astype(jnp.float32)),
             self.prob.at[index].add(prob.astype(jnp.float32)),
@@ -106,7 +107,7 @@ class Accumulator(struct.PyTreeNode):
     count: Array
 
     @classmethod
-    def zeros_like(cls, params: Params) -> "Accumulator":
+    def zeros_like(cls, params: Params) -> Accumulator:
         zeros = [jax.tree.map(jnp.zeros_like, params) for _ in range(4)]  # distinct buffers (donation)
         return cls(*zeros, jnp.zeros((), jnp.float32))
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import json
 import pathlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 

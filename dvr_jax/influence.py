@@ -19,7 +19,7 @@ forward, two backward passes and one validation backward per step, for any backb
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,9 @@ def validation_loss(
     return jnp.mean(losses.bpr_per_sample(pos, neg))
 
 
-def batch_influence(per_sample_losses: Callable[[Params], Array], val_loss: Callable[[Params], Array], params: Params) -> Array:
+def batch_influence(
+    per_sample_losses: Callable[[Params], Array], val_loss: Callable[[Params], Array], params: Params
+) -> Array:
     """infl_b = <grad l_b, grad L_val> for every sample of the batch, by one JVP; f[B].
 
     Args:

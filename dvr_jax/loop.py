@@ -31,7 +31,6 @@ from dvr_jax.progress import TrainingProgress
 from dvr_jax.step import StepData
 
 
-
 class TrainingDiverged(RuntimeError):
     """A non-finite loss; the message names the step and the last good checkpoint."""
 
@@ -311,8 +310,9 @@ def _draw_curves(workdir: pathlib.Path) -> None:
         return
 
 
-def _run(cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: dict,
-         label: str) -> dict:
+def _run(
+    cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: dict, label: str
+) -> dict:
     """The run proper, in a locked `workdir`: (re)start, train, restore the best, score test once.
 
     Returns:

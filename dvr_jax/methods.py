@@ -8,7 +8,7 @@ take typed arguments only.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from dvr_jax import dvr, step
 from dvr_jax.backbones.base import Backbone

@@ -267,9 +267,7 @@ def _matplotlib() -> tuple[Any, Any]:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise PlotDependencyError(
-            "plotting needs matplotlib, the 'plots' extra: pip install -e '.[plots]'"
-        ) from err
+        raise PlotDependencyError("plotting needs matplotlib, the 'plots' extra: pip install -e '.[plots]'") from err
     return Figure, FigureCanvasAgg
 
 

@@ -69,7 +69,7 @@ class TrainingProgress:
             self._progress.stop()
             self._progress = None
 
-    def __enter__(self) -> "TrainingProgress":
+    def __enter__(self) -> TrainingProgress:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -95,7 +95,7 @@ class GridProgress:
             self._progress.stop()
             self._progress = None
 
-    def __enter__(self) -> "GridProgress":
+    def __enter__(self) -> GridProgress:
         return self
 
     def __exit__(self, *exc) -> None:

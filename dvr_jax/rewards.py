@@ -11,7 +11,8 @@ uniform negative, drawn once per run). Every reward is oriented so that larger i
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +54,13 @@ def reward_users(dataset: Dataset, fraction: float, seed: int) -> np.ndarray:
 
 
 def make_reward_data(
-    dataset: Dataset, reward: str, train: sampler.TrainArrays, *, fraction: float = 0.1, seed: int = 0, chunk_size: int | None = None
+    dataset: Dataset,
+    reward: str,
+    train: sampler.TrainArrays,
+    *,
+    fraction: float = 0.1,
+    seed: int = 0,
+    chunk_size: int | None = None,
 ) -> RewardData:
     """Builds the reward's device arrays from the training and validation splits only.
 

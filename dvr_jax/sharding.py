@@ -9,7 +9,7 @@ The mesh uses `AxisType.Auto`, under which replicated table lookups need no anno
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding

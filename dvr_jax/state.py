@@ -30,11 +30,11 @@ class LearnerState(struct.PyTreeNode):
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
 
     @classmethod
-    def create(cls, params: Params, tx: optax.GradientTransformation) -> "LearnerState":
+    def create(cls, params: Params, tx: optax.GradientTransformation) -> LearnerState:
         """A fresh learner at step 0."""
         return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), tx=tx)
 
-    def apply_gradients(self, grads: Params) -> "LearnerState":
+    def apply_gradients(self, grads: Params) -> LearnerState:
         """One optimizer update; returns a new state."""
         updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
         return self.replace(
@@ -44,7 +44,9 @@ class LearnerState(struct.PyTreeNode):
         )
 
 
-def make_adam(learning_rate: float, weight_decay: float = 0.0, *, decoupled: bool = False) -> optax.GradientTransformation:
+def make_adam(
+    learning_rate: float, weight_decay: float = 0.0, *, decoupled: bool = False
+) -> optax.GradientTransformation:
     """Adam with torch-style *coupled* L2 (wd * theta added to the gradient before the moments).
 
     Args:

@@ -95,23 +95,41 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--dataset", default="lastfm")
     p.add_argument("--data-dir", help="directory holding <dataset>/ folders (default $DVR_DATA_DIR)")
-    p.add_argument("--share", type=float, default=0.1,
-                   help="planted pairs as a share of the training pairs; 0: clean data, nothing planted")
+    p.add_argument(
+        "--share",
+        type=float,
+        default=0.1,
+        help="planted pairs as a share of the training pairs; 0: clean data, nothing planted",
+    )
     p.add_argument("--mode", choices=noise.MODES, default="add")
-    p.add_argument("--methods", nargs="+", default=["bpr", "dvr-loss"],
-                   help="bpr, bpr-continued, dvr-<reward>[:scratch] (e.g. dvr-loss, dvr-recall:scratch) "
-                        "or another baseline (tce, rce, ...)")
-    p.add_argument("--reference", help="method the others are compared with, paired by seed "
-                                       "(default: bpr-continued if run, else bpr)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["bpr", "dvr-loss"],
+        help="bpr, bpr-continued, dvr-<reward>[:scratch] (e.g. dvr-loss, dvr-recall:scratch) "
+        "or another baseline (tce, rce, ...)",
+    )
+    p.add_argument(
+        "--reference",
+        help="method the others are compared with, paired by seed (default: bpr-continued if run, else bpr)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="planting and training seeds")
     p.add_argument("--backbone", default="mf")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--warm-start", help=argparse.SUPPRESS)  # removed (the method name sets it): a clear error
-    p.add_argument("--out", help="output directory (default runs/noise/<dataset>-<mode><share>, "
-                                 "or runs/noise/<dataset>-clean with --share 0)")
-    p.add_argument("--extra", nargs="*", default=[], metavar="NAME=VALUE",
-                   help="further RunConfig fields, e.g. estimator=loo patience=none")
+    p.add_argument(
+        "--out",
+        help="output directory (default runs/noise/<dataset>-<mode><share>, "
+        "or runs/noise/<dataset>-clean with --share 0)",
+    )
+    p.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="further RunConfig fields, e.g. estimator=loo patience=none",
+    )
     p.add_argument("--quick", action="store_true", help="tiny smoke settings (2 epochs, small model)")
     return p
 

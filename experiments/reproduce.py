@@ -51,7 +51,9 @@ def figure2(out: pathlib.Path, datasets: list[str], seeds: list[int], passthroug
         length = min(map(len, series))
         stacked = np.stack([s[:length] for s in series])
         for window in range(length):
-            lines.append(f"{dataset}\t{2 * (window + 1)}\t{stacked[:, window].mean():.4f}\t{stacked[:, window].std():.4f}")
+            lines.append(
+                f"{dataset}\t{2 * (window + 1)}\t{stacked[:, window].mean():.4f}\t{stacked[:, window].std():.4f}"
+            )
     (out / "figure2.tsv").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:

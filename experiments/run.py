@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import pathlib
 import sys
 import typing
 from typing import Any, Literal, NoReturn
-
-if __package__ in (None, ""):  # run as a file: sys.path[0] is experiments/, so put the repo root first (for a
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # checkout not installed with experiments)
 
 from dvr_jax.checkpoint import CheckpointError  # noqa: E402
 from dvr_jax.config import FIELD_TYPES, GROUPS, ConfigError, RunConfig, field_problem  # noqa: E402

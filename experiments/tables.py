@@ -4,7 +4,8 @@
         --methods pop bpr --seeds 0 1 2 --out runs/tables/table2
 
 `bpr-continued` is BPR warm-started from the same BPR checkpoint DVR starts from and trained
-for the same budget (the control of docs/algorithm.md §10). Each cell is one `experiments/run.py` run (validation-selected checkpoint, test scored once)
+for the same budget (the control of docs/algorithm.md §10). Each cell is one `experiments/run.py`
+run (validation-selected checkpoint, test scored once)
 written to `<out>/<dataset>-<backbone>-<method>-<reward>-s<seed>/`; finished runs are
 reused, so an interrupted table resumes. The table reports test metrics as mean ± std over
 seeds (population std, ddof = 0) and is also written to `<out>/table.md`.

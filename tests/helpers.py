@@ -36,15 +36,23 @@ def tiny_dataset(rng: np.random.Generator, n_users: int = 30, n_items: int = 40,
         return arr[np.lexsort((arr[:, 1], arr[:, 0]))]
 
     return Dataset(
-        name="tiny", n_users=n_users, n_items=n_items,
-        train=as_pairs(train), valid=as_pairs(valid), test=as_pairs(test),
-        user_ids=np.arange(n_users).astype(str), item_ids=np.arange(n_items).astype(str),
+        name="tiny",
+        n_users=n_users,
+        n_items=n_items,
+        train=as_pairs(train),
+        valid=as_pairs(valid),
+        test=as_pairs(test),
+        user_ids=np.arange(n_users).astype(str),
+        item_ids=np.arange(n_items).astype(str),
     )
 
 
 @contextlib.contextmanager
 def count_compilations():
-    """Counts lowerings (compilations, persistent-cache hits included) of jitted functions inside the block: `with ... as n: ...; n[0]`."""
+    """Counts lowerings (compilations, persistent-cache hits included) of jitted functions inside the block.
+
+    Usage: `with count_compilations() as n: ...; n[0]`.
+    """
     count = [0]
 
     def listener(event, *args, **kwargs):

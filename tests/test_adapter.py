@@ -76,7 +76,9 @@ def test_policy_learns_to_select_the_rewarding_sample(key):
         return (optax.apply_updates(logits, updates), opt_state, adapter_state), None
 
     logits = jnp.zeros((4,))
-    (logits, _, _), _ = jax.lax.scan(update, (logits, tx.init(logits), adapter.init_adapter()), jax.random.split(key, 400))
+    (logits, _, _), _ = jax.lax.scan(
+        update, (logits, tx.init(logits), adapter.init_adapter()), jax.random.split(key, 400)
+    )
     probs = jax.nn.sigmoid(logits)
     assert float(probs[0]) > 0.8 and float(jnp.abs(probs[1:] - 0.5).max()) < 0.3
 

@@ -20,7 +20,11 @@ from experiments.configs.presets import PRESETS
 from tests.conftest import REPO
 
 FIELDS = dataclasses.fields(RunConfig)
-STRINGS = {"backbone": "lightgcn", "select_metric": "ndcg@10", "method": "tce"}  # strings the config checks against something
+STRINGS = {
+    "backbone": "lightgcn",
+    "select_metric": "ndcg@10",
+    "method": "tce",
+}  # strings the config checks against something
 BASE = ["--method", "bpr"]  # keeps DVR's cross-field rules out of single-field round trips
 
 
@@ -108,15 +112,20 @@ def test_help_shows_every_default_choices_and_groups(monkeypatch):
 
 @pytest.mark.parametrize(
     "argv, named",
-    [(["--lr", "nan"], "--learning-rate/--lr: must be a finite number"),
-     (["--lr", "inf"], "--learning-rate/--lr: must be a finite number"),
-     (["--lr", "-0.001"], "--learning-rate/--lr: must be > 0"), (["--learning-rate", "0"], "must be > 0"),
-     (["--valuator-weight-decay", "-1"], "--valuator-weight-decay: must be >= 0"),
-     (["--valuator-weight-decay", "nan"], "--valuator-weight-decay: must be a finite number"),
-     (["--til-meta-weight-decay=-1e-3"], "--til-meta-weight-decay: must be >= 0"),
-     (["--batch-size", "0"], "--batch-size: must be >= 1, got 0"), (["--epochs", "1.5"], "--epochs: expected int"),
-     (["--reward-fraction", "1.5"], "--reward-fraction: must be > 0 and <= 1"),
-     (["--ks", "10", "0"], "--ks: must be >= 1"), (["--kcore", "-1"], "--kcore: must be >= 0")],  # fmt: skip
+    [
+        (["--lr", "nan"], "--learning-rate/--lr: must be a finite number"),
+        (["--lr", "inf"], "--learning-rate/--lr: must be a finite number"),
+        (["--lr", "-0.001"], "--learning-rate/--lr: must be > 0"),
+        (["--learning-rate", "0"], "must be > 0"),
+        (["--valuator-weight-decay", "-1"], "--valuator-weight-decay: must be >= 0"),
+        (["--valuator-weight-decay", "nan"], "--valuator-weight-decay: must be a finite number"),
+        (["--til-meta-weight-decay=-1e-3"], "--til-meta-weight-decay: must be >= 0"),
+        (["--batch-size", "0"], "--batch-size: must be >= 1, got 0"),
+        (["--epochs", "1.5"], "--epochs: expected int"),
+        (["--reward-fraction", "1.5"], "--reward-fraction: must be > 0 and <= 1"),
+        (["--ks", "10", "0"], "--ks: must be >= 1"),
+        (["--kcore", "-1"], "--kcore: must be >= 0"),
+    ],  # fmt: skip
 )
 def test_bad_values_are_one_line_errors_naming_the_flag(argv, named, capsys):
     assert named in parse_error(argv, capsys)
@@ -124,11 +133,17 @@ def test_bad_values_are_one_line_errors_naming_the_flag(argv, named, capsys):
 
 @pytest.mark.parametrize(
     "changes, message",
-    [(dict(learning_rate=float("nan")), "learning_rate must be a finite number"),
-     (dict(learning_rate=-1e-3), "learning_rate must be > 0"), (dict(alpha_mse=float("inf")), "alpha_mse"),
-     (dict(valuator_weight_decay=-0.1), "valuator_weight_decay must be >= 0"), (dict(seed=1.5), "seed must be int"),
-     (dict(export="yes"), "export must be bool"), (dict(ks=()), "ks must be a non-empty tuple"),
-     (dict(ks=(10,)), "select_metric must be"), (dict(max_order=5), "max_order must be >= 1 and <= 4")],  # fmt: skip
+    [
+        (dict(learning_rate=float("nan")), "learning_rate must be a finite number"),
+        (dict(learning_rate=-1e-3), "learning_rate must be > 0"),
+        (dict(alpha_mse=float("inf")), "alpha_mse"),
+        (dict(valuator_weight_decay=-0.1), "valuator_weight_decay must be >= 0"),
+        (dict(seed=1.5), "seed must be int"),
+        (dict(export="yes"), "export must be bool"),
+        (dict(ks=()), "ks must be a non-empty tuple"),
+        (dict(ks=(10,)), "select_metric must be"),
+        (dict(max_order=5), "max_order must be >= 1 and <= 4"),
+    ],  # fmt: skip
 )
 def test_the_library_path_checks_the_same_declarations(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

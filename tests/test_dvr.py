@@ -101,7 +101,9 @@ def test_counterfactual_advantage_is_reward_against_all_selected(rng):
         state.backbone.params
     )
     all_selected = float(reward_fn(state.backbone.apply_gradients(grads).params, data.graph, data.aux))
-    np.testing.assert_allclose(float(metrics["advantage"]), float(metrics["reward"]) - all_selected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        float(metrics["advantage"]), float(metrics["reward"]) - all_selected, rtol=1e-4, atol=1e-6
+    )
 
 
 def test_pair_values_accumulate_by_pair(rng):

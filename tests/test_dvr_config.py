@@ -13,19 +13,27 @@ def test_dvr_flags_reach_the_config():
     cfg = run.config_from_args(["--valuator", "slot", "--estimator", "ema", "--num-masks", "3", "--mse-target",
                                 "batch", "--no-influence", "--loss-game-weight", "0.5", "--loss-game-coalitions",
                                 "4", "--interaction-rank", "2", "--max-order", "3"])  # fmt: skip
-    assert (cfg.valuator, cfg.estimator, cfg.num_masks, cfg.mse_target, cfg.influence) == ("slot", "ema", 3, "batch", False)
+    assert (cfg.valuator, cfg.estimator, cfg.num_masks, cfg.mse_target, cfg.influence) == (
+        "slot",
+        "ema",
+        3,
+        "batch",
+        False,
+    )
     assert (cfg.loss_game_weight, cfg.loss_game_coalitions, cfg.interaction_rank, cfg.max_order) == (0.5, 4, 2, 3)
     assert cfg.h_dim == 10 and RunConfig().h_dim == 32  # the slot valuator keeps its own width
 
 
 @pytest.mark.parametrize(
     "changes, message",
-    [(dict(estimator="bogus"), "estimator must be one of"),
-     (dict(valuator="grouped"), "valuator must be one of"),
-     (dict(estimator="loo", reward_interval=3), "reward every step"),
-     (dict(estimator="counterfactual", weight_mode="dot"), "sampled masks"),
-     (dict(num_masks=0), "num_masks"),
-     (dict(loss_game_weight=-1.0), "loss_game_weight must be >= 0")],  # fmt: skip
+    [
+        (dict(estimator="bogus"), "estimator must be one of"),
+        (dict(valuator="grouped"), "valuator must be one of"),
+        (dict(estimator="loo", reward_interval=3), "reward every step"),
+        (dict(estimator="counterfactual", weight_mode="dot"), "sampled masks"),
+        (dict(num_masks=0), "num_masks"),
+        (dict(loss_game_weight=-1.0), "loss_game_weight must be >= 0"),
+    ],  # fmt: skip
 )
 def test_bad_dvr_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):

@@ -22,8 +22,14 @@ def _config(real_data_dir, out, **changes):
 
 @pytest.mark.parametrize(
     "dataset, reward",
-    [("lastfm", "loss"), ("lastfm", "recall"), ("lastfm", "ndcg"), ("lastfm", "gini"),
-     ("ml-100k", "cc"), ("ml-100k", "ild")],  # fmt: skip
+    [
+        ("lastfm", "loss"),
+        ("lastfm", "recall"),
+        ("lastfm", "ndcg"),
+        ("lastfm", "gini"),
+        ("ml-100k", "cc"),
+        ("ml-100k", "ild"),
+    ],  # fmt: skip
 )
 def test_dvr_runs_end_to_end_for_every_reward(real_data_dir, tmp_path, dataset, reward):
     out = tmp_path / "run"

@@ -19,8 +19,10 @@ def test_public_names_are_importable():
 
 @pytest.mark.parametrize(
     "kind, options",
-    [("sample", dict(h_dim=3, encoder_hidden=(8,), interaction_rank=2)),
-     ("slot", dict(h_dim=3, width=6, encoder_hidden=(8,), children_init="cover"))],  # fmt: skip
+    [
+        ("sample", dict(h_dim=3, encoder_hidden=(8,), interaction_rank=2)),
+        ("slot", dict(h_dim=3, width=6, encoder_hidden=(8,), children_init="cover")),
+    ],  # fmt: skip
 )
 def test_shapley_values_sum_to_the_full_minus_empty_batch_value(key, kind, options):
     valuator = dvr_jax.make_valuator(kind, **options)

@@ -105,11 +105,14 @@ def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path, method
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "results.json").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(script + args + ["--out", str(killed), "--resume"], env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        script + args + ["--out", str(killed), "--resume"], env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got, expected = _results(killed), _results(reference)
     assert got["valid"] == expected["valid"] and got["test"] == expected["test"]
     assert got["best_epoch"] == expected["best_epoch"]
+
     def without_clock(path):  # wall-clock seconds are the only thing allowed to differ
         return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in path.read_text().splitlines()]
 
@@ -170,4 +173,3 @@ def test_the_cli_builds_every_backbone(real_data_dir, backbone):
     params = components.method.init(jax.random.key(0)).params
     feats = components.backbone.pair_features(params, *(jnp.zeros((2,), jnp.int32),) * 3)
     assert feats.shape == (2, 96 if backbone == "neumf" else 48)
-

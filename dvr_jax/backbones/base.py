@@ -10,7 +10,8 @@ propagation (LightGCN, MGCF) runs once per step, never per lookup.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -73,6 +74,4 @@ def ego_pair_features(params: Params, users: Array, pos: Array, neg: Array) -> A
 
 def triplet_squared_norm(tables: Params, users: Array, pos: Array, neg: Array) -> Array:
     """||u||^2 + ||i||^2 + ||j||^2 summed over the batch, from `tables["user"]`, `tables["item"]`; f32[]."""
-    return (
-        jnp.sum(tables["user"][users] ** 2) + jnp.sum(tables["item"][pos] ** 2) + jnp.sum(tables["item"][neg] ** 2)
-    )
+    return jnp.sum(tables["user"][users] ** 2) + jnp.sum(tables["item"][pos] ** 2) + jnp.sum(tables["item"][neg] ** 2)

@@ -45,7 +45,8 @@ tell whether the ICDM model has it) is not used.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,9 +76,7 @@ class MGCFGraph(NamedTuple):
     item_item: propagation.SparseOp
 
 
-def cosine_top_k(
-    matrix: sp.csr_matrix, k: int, *, chunk_rows: int = 2048
-) -> tuple[np.ndarray, np.ndarray]:
+def cosine_top_k(matrix: sp.csr_matrix, k: int, *, chunk_rows: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Top-k cosine neighbours of every row of a 0/1 matrix (self excluded), on the host.
 
     Similarities are `|N(a) ∩ N(b)| / sqrt(|N(a)| |N(b)|)`, computed by sparse products of
@@ -127,15 +126,11 @@ def cosine_top_k(
     return np.concatenate(out_rows), np.concatenate(out_cols)
 
 
-def build_mgcf_graph(
-    train_pairs: np.ndarray, n_users: int, n_items: int, n_similar: int
-) -> MGCFGraph:
+def build_mgcf_graph(train_pairs: np.ndarray, n_users: int, n_items: int, n_similar: int) -> MGCFGraph:
     """Builds the bipartite mean operators and the top-k cosine similarity graphs."""
     pairs = np.unique(np.asarray(train_pairs, np.int64).reshape(-1, 2), axis=0)
     users, items = pairs[:, 0], pairs[:, 1]
-    interactions = sp.csr_matrix(
-        (np.ones(len(pairs)), (users, items)), shape=(n_users, n_items)
-    )
+    interactions = sp.csr_matrix((np.ones(len(pairs)), (users, items)), shape=(n_users, n_items))
     uu_rows, uu_cols = cosine_top_k(interactions, n_similar)
     ii_rows, ii_cols = cosine_top_k(interactions.T.tocsr(), n_similar)
     return MGCFGraph(
@@ -219,6 +214,7 @@ def make_mgcf(
             keys = list(jax.random.split(key, len(keys)))
         ego_user, ego_item = params["user"], params["item"]
         hid_user, hid_item = ego_user, ego_item
+
         def neighbour_mean(op: propagation.SparseOp, x: Array, k_drop: PRNGKey | None) -> Array:
             return _dropout(k_drop, propagation.spmm(op, x), dropout)
 
@@ -227,12 +223,8 @@ def make_mgcf(
             mean_user = neighbour_mean(graph.item_user, hid_user, keys[2 * layer + 1])
             hid_user = _aggregate(w_user, hid_user, mean_item)
             hid_item = _aggregate(w_item, hid_item, mean_user)
-        mge_user = _aggregate(
-            params["mge_user"], ego_user, neighbour_mean(graph.user_user, ego_user, keys[-2])
-        )
-        mge_item = _aggregate(
-            params["mge_item"], ego_item, neighbour_mean(graph.item_item, ego_item, keys[-1])
-        )
+        mge_user = _aggregate(params["mge_user"], ego_user, neighbour_mean(graph.user_user, ego_user, keys[-2]))
+        mge_item = _aggregate(params["mge_item"], ego_item, neighbour_mean(graph.item_item, ego_item, keys[-1]))
         return {
             "user": _fuse(hid_user, mge_user, ego_user),
             "item": _fuse(hid_item, mge_item, ego_item),

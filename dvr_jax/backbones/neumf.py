@@ -29,7 +29,7 @@ from other jobs; `python -m tests.backbones.test_neumf 1000 40981`):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

@@ -47,9 +47,7 @@ class SparseOp(NamedTuple):
         return self.matrix.shape
 
 
-def _csr(
-    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]
-) -> sparse.BCSR:
+def _csr(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]) -> sparse.BCSR:
     """Host CSR (rows sorted, columns sorted within a row) -> device BCSR."""
     order = np.lexsort((cols, rows))
     rows, cols, vals = rows[order], cols[order], vals[order]

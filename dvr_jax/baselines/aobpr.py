@@ -28,7 +28,7 @@ and the scoring (`uses_reps`), with the rankings as its state, and unit weights.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -8,7 +8,7 @@ and weighted update once, outside a step, on given triplets (tests and notebooks
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

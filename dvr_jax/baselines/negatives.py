@@ -9,7 +9,7 @@ rounds the (astronomically rare) leftovers fall back to an exact uniform negativ
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

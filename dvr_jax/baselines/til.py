@@ -181,7 +181,8 @@ def make_til_method(
             pos_center, neg_center = centroids[clusters[pos_items]], centroids[clusters[neg_items]]
             return til_parts.centroid_state(user, pos, neg, pos_center, neg_center), clusters
         community = lambda items: til_parts.user_community_interest(  # noqa: E731
-            data.train, table, clusters, n_clusters, users, items, interest)
+            data.train, table, clusters, n_clusters, users, items, interest
+        )
         states = jnp.concatenate([pos * user + pos * community(pos_items), neg * user + neg * community(neg_items)], -1)
         return states, clusters
 

@@ -76,9 +76,7 @@ def save(path: Path, dataset: Dataset) -> bool:
     try:
         write_bytes_atomic(path, buffer.getvalue())
     except OSError as err:
-        warnings.warn(
-            f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2
-        )
+        warnings.warn(f"not caching {dataset.name}: {err}", RuntimeWarning, stacklevel=2)
         return False
     return True
 
@@ -113,11 +111,7 @@ def load(path: Path, key: str) -> Dataset | None:
                 item_ids=npz["item_ids"].astype(object),
                 item_categories=categories,
                 category_names=names if categories is not None else None,
-                user_attributes={
-                    k[len(_ATTR_PREFIX) :]: npz[k]
-                    for k in npz.files
-                    if k.startswith(_ATTR_PREFIX)
-                },
+                user_attributes={k[len(_ATTR_PREFIX) :]: npz[k] for k in npz.files if k.startswith(_ATTR_PREFIX)},
                 source_hash=key,
             )
     except Exception:  # noqa: BLE001 - any unreadable cache file is simply rebuilt
@@ -128,13 +122,8 @@ def load(path: Path, key: str) -> Dataset | None:
 def _consistent(dataset: Dataset) -> bool:
     """Cheap structural checks that catch truncated or mismatched cache contents."""
     splits = (dataset.train, dataset.valid, dataset.test)
-    shapes_ok = all(
-        s.ndim == 2 and s.shape[1] == 2 and s.dtype == np.int32 for s in splits
-    )
-    ids_ok = (
-        len(dataset.user_ids) == dataset.n_users
-        and len(dataset.item_ids) == dataset.n_items
-    )
+    shapes_ok = all(s.ndim == 2 and s.shape[1] == 2 and s.dtype == np.int32 for s in splits)
+    ids_ok = len(dataset.user_ids) == dataset.n_users and len(dataset.item_ids) == dataset.n_items
     cats = dataset.item_categories
     cats_ok = cats is None or (cats.shape[0] == dataset.n_items)
     return shapes_ok and ids_ok and cats_ok

@@ -32,9 +32,7 @@ from dvr_jax.data.formats import (
 )
 
 USER_COLUMN_NAMES = frozenset({"user", "userid", "uid", "reviewerid"})
-ITEM_COLUMN_NAMES = frozenset(
-    {"item", "itemid", "iid", "movieid", "artistid", "productid", "asin"}
-)
+ITEM_COLUMN_NAMES = frozenset({"item", "itemid", "iid", "movieid", "artistid", "productid", "asin"})
 _SEPARATOR_NAMES = {";": "semicolon", "\t": "tab", ",": "comma", "|": "pipe"}
 _EXTENSIONS = "(.csv files are read as comma-separated, .tsv files as tab-separated)"
 
@@ -46,9 +44,7 @@ def _check_separator(source: SourceFile, delimiter: str) -> None:
     replaces a bare column-count error.
     """
     head = source.data[:65536].decode("utf-8-sig", "replace").splitlines()
-    number, line = next(
-        ((n, ln) for n, ln in enumerate(head, 1) if ln.strip()), (0, delimiter)
-    )
+    number, line = next(((n, ln) for n, ln in enumerate(head, 1) if ln.strip()), (0, delimiter))
     if delimiter in line:
         return
     counts = {sep: line.count(sep) for sep in _SEPARATOR_NAMES if sep != delimiter}
@@ -85,9 +81,7 @@ def _has_header(source: SourceFile, delimiter: str, names: frozenset[str]) -> bo
     return bare in names
 
 
-def parse_csv(
-    files: Mapping[str, SourceFile], delimiter: str, categories_delimiter: str = ","
-) -> Parsed:
+def parse_csv(files: Mapping[str, SourceFile], delimiter: str, categories_delimiter: str = ",") -> Parsed:
     """Reads the interactions (role "interactions") and optional "categories" file.
 
     Args:
@@ -107,15 +101,12 @@ def parse_csv(
     source = files["interactions"]
     _check_separator(source, delimiter)
     header = _has_header(source, delimiter, USER_COLUMN_NAMES)
-    table = text.read_table(
-        source.data, source.label, delimiter=delimiter, header=header
-    )
+    table = text.read_table(source.data, source.label, delimiter=delimiter, header=header)
     if not 2 <= len(table.columns) <= 4:
         raise at_line(
             source.label,
             int(table.line_numbers[0]),
-            "expected 2 to 4 columns (user, item[, rating[, timestamp]]), "
-            f"got {len(table.columns)}",
+            f"expected 2 to 4 columns (user, item[, rating[, timestamp]]), got {len(table.columns)}",
         )
     users, items = (np.char.strip(c) for c in table.columns[:2])
     lines = table.line_numbers
@@ -123,15 +114,11 @@ def parse_csv(
     text.require_values(items, source.label, lines, "item field (column 2)")
     ratings = None
     if len(table.columns) >= 3:
-        ratings = text.parse_floats(
-            table.columns[2], source.label, table.line_numbers, "rating"
-        )
+        ratings = text.parse_floats(table.columns[2], source.label, table.line_numbers, "rating")
     parsed = Parsed(make_interactions(users, items, ratings))
     if "categories" not in files:
         return parsed
-    categories = _read_categories(
-        files["categories"], categories_delimiter, parsed.interactions, source
-    )
+    categories = _read_categories(files["categories"], categories_delimiter, parsed.interactions, source)
     return parsed._replace(item_categories=categories)
 
 
@@ -141,9 +128,7 @@ def _read_categories(
     """Reads `item<delim>categories` lines; each item must occur in the interactions."""
     _check_separator(source, delimiter)
     header = _has_header(source, delimiter, ITEM_COLUMN_NAMES)
-    table = text.read_table(
-        source.data, source.label, delimiter=delimiter, header=header, n_columns=2
-    )
+    table = text.read_table(source.data, source.label, delimiter=delimiter, header=header, n_columns=2)
     items = np.char.strip(table.columns[0])
     known = np.isin(items, inter.item_labels)
     if not known.all():

@@ -62,15 +62,10 @@ def missing_files(spec: DatasetSpec, folder: Path) -> list[FileSpec]:
     return [f for f in spec.files if not (folder / f.name).is_file()]
 
 
-def missing_message(
-    spec: DatasetSpec, folder: Path, missing: Sequence[FileSpec], why: str
-) -> str:
+def missing_message(spec: DatasetSpec, folder: Path, missing: Sequence[FileSpec], why: str) -> str:
     """One line telling the user which files to put in which directory."""
     names = ", ".join(f.name for f in missing)
-    sources = "; ".join(
-        f"{f.name} from {f.url}" + (f" (member {f.member})" if f.member else "")
-        for f in missing
-    )
+    sources = "; ".join(f"{f.name} from {f.url}" + (f" (member {f.member})" if f.member else "") for f in missing)
     return (
         f"dataset {spec.name!r}: missing {names} in {folder}/ ({why}). Put {names} "
         f"into {folder}/ (sources: {sources}), or point --data-dir / $DVR_DATA_DIR at "
@@ -160,17 +155,13 @@ def fetch_files(
                 contents[f.name] = _get(f.url, timeout)
             verify(f, contents[f.name], source)
     except OSError as err:
-        raise DataError(
-            missing_message(spec, folder, files, f"download failed: {err}")
-        ) from None
+        raise DataError(missing_message(spec, folder, files, f"download failed: {err}")) from None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for f in files:
             write_bytes_atomic(folder / f.name, contents[f.name])
     except OSError as err:
-        raise DataError(
-            missing_message(spec, folder, files, f"cannot write: {err}")
-        ) from None
+        raise DataError(missing_message(spec, folder, files, f"cannot write: {err}")) from None
 
 
 def download_dataset(
@@ -195,9 +186,7 @@ def download_dataset(
       DataError: unknown name, checksum mismatch or network failure.
     """
     if name not in DATASETS:
-        raise DataError(
-            f"unknown dataset {name!r}; downloadable: {', '.join(sorted(DATASETS))}"
-        )
+        raise DataError(f"unknown dataset {name!r}; downloadable: {', '.join(sorted(DATASETS))}")
     spec = DATASETS[name]
     folder = resolve_data_dir(data_dir) / spec.name
     missing = missing_files(spec, folder)

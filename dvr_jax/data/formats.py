@@ -79,9 +79,7 @@ def encode_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return codes, uniq.astype(str)
     uniq, codes = np.unique(values, return_inverse=True)
     lengths = np.char.str_len(uniq)
-    canonical = np.char.isdecimal(uniq) & (
-        (lengths == 1) | ~np.char.startswith(uniq, "0")
-    )
+    canonical = np.char.isdecimal(uniq) & ((lengths == 1) | ~np.char.startswith(uniq, "0"))
     if uniq.size and canonical.all():
         order = np.lexsort((uniq, lengths))  # numeric order for canonical decimals
         rank = np.empty_like(order)
@@ -109,9 +107,7 @@ def make_interactions(
     """
     user_codes, user_labels = encode_ids(users)
     item_codes, item_labels = encode_ids(items)
-    return Interactions(
-        user_codes, item_codes, user_labels, item_labels, ratings, split
-    )
+    return Interactions(user_codes, item_codes, user_labels, item_labels, ratings, split)
 
 
 def _require_pairs(n_pairs: int, source: SourceFile) -> None:
@@ -171,15 +167,9 @@ def parse_lightgcn_triplets(files: Mapping[str, SourceFile]) -> Parsed:
     parts = []
     for role, code in (("train", TRAIN), ("test", TEST)):
         source = files[role]
-        table = text.read_table(
-            source.data, source.label, delimiter="\t", header=False, n_columns=3
-        )
-        users = text.parse_ids(
-            table.columns[0], source.label, table.line_numbers, "user id"
-        )
-        items = text.parse_ids(
-            table.columns[1], source.label, table.line_numbers, "item id"
-        )
+        table = text.read_table(source.data, source.label, delimiter="\t", header=False, n_columns=3)
+        users = text.parse_ids(table.columns[0], source.label, table.line_numbers, "user id")
+        items = text.parse_ids(table.columns[1], source.label, table.line_numbers, "item id")
         parts.append((users, items, np.full(users.size, code, np.int8)))
     users, items, split = (np.concatenate(col) for col in zip(*parts, strict=True))
     return Parsed(make_interactions(users, items, split=split))
@@ -218,12 +208,8 @@ def parse_atomic(files: Mapping[str, SourceFile]) -> Parsed:
         )
     ratings = None
     if r_col is not None:
-        ratings = text.parse_floats(
-            table.columns[r_col], source.label, table.line_numbers, "rating"
-        )
-    parsed = Parsed(
-        make_interactions(table.columns[u_col], table.columns[i_col], ratings)
-    )
+        ratings = text.parse_floats(table.columns[r_col], source.label, table.line_numbers, "rating")
+    parsed = Parsed(make_interactions(table.columns[u_col], table.columns[i_col], ratings))
     categories = _atomic_categories(files["item"]) if "item" in files else None
     attributes = _atomic_user_attributes(files["user"]) if "user" in files else None
     return parsed._replace(item_categories=categories, user_attributes=attributes)
@@ -247,15 +233,11 @@ def _atomic_user_attributes(source: SourceFile) -> dict[str, dict[str, str]]:
     for name in ("gender", "age"):
         col = _field_index(table.header, (name,), source, required=False)
         if col is not None:
-            attributes[name] = dict(
-                zip(table.columns[u_col], table.columns[col], strict=True)
-            )
+            attributes[name] = dict(zip(table.columns[u_col], table.columns[col], strict=True))
     return attributes
 
 
-def merge_categories(
-    items: np.ndarray, fields: np.ndarray
-) -> dict[str, tuple[str, ...]]:
+def merge_categories(items: np.ndarray, fields: np.ndarray) -> dict[str, tuple[str, ...]]:
     """Category lists per item from whitespace-separated fields.
 
     Args:

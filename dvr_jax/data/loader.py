@@ -59,14 +59,10 @@ def _delimiter(path: Path) -> str:
     try:
         return _CSV_DELIMITERS[path.suffix.lower()]
     except KeyError:
-        raise DataError(
-            f"{path}: cannot tell the delimiter, use a .csv or .tsv file"
-        ) from None
+        raise DataError(f"{path}: cannot tell the delimiter, use a .csv or .tsv file") from None
 
 
-def _csv_source(
-    name: str, data_dir: Path, categories_file: str | os.PathLike[str] | None
-) -> _Source:
+def _csv_source(name: str, data_dir: Path, categories_file: str | os.PathLike[str] | None) -> _Source:
     """A generic CSV/TSV dataset given by path."""
     paths = {"interactions": Path(name).expanduser()}
     if categories_file is not None:
@@ -79,9 +75,7 @@ def _csv_source(
     delimiters = {role: _delimiter(path) for role, path in paths.items()}
 
     def parse(files: Mapping[str, formats.SourceFile]) -> formats.Parsed:
-        return csv_format.parse_csv(
-            files, delimiters["interactions"], delimiters.get("categories", ",")
-        )
+        return csv_format.parse_csv(files, delimiters["interactions"], delimiters.get("categories", ","))
 
     labels = {role: str(path) for role, path in paths.items()}
     return _Source(paths["interactions"].stem, "csv", paths, labels, parse, 10)
@@ -98,9 +92,7 @@ def _resolve(
     if Path(name).suffix.lower() in _CSV_DELIMITERS:
         return _csv_source(name, data_dir, categories_file)
     if categories_file is not None:
-        raise DataError(
-            f"categories_file applies to .csv/.tsv datasets only, not {name!r}"
-        )
+        raise DataError(f"categories_file applies to .csv/.tsv datasets only, not {name!r}")
     if name in DATASETS:
         spec = DATASETS[name]
         folder = data_dir / spec.name
@@ -128,9 +120,7 @@ def _resolve(
     )
 
 
-def _pairs_by_split(
-    inter: formats.Interactions, keep: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
+def _pairs_by_split(inter: formats.Interactions, keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Distinct pairs and split codes; fixed-split test pairs also in train are dropped.
 
     Returns:
@@ -143,20 +133,12 @@ def _pairs_by_split(
         split = None if split is None else split[keep]
     if split is None:
         return preprocess.unique_pairs(users, items), None
-    train = preprocess.unique_pairs(
-        users[split == formats.TRAIN], items[split == formats.TRAIN]
-    )
-    test = preprocess.unique_pairs(
-        users[split == formats.TEST], items[split == formats.TEST]
-    )
+    train = preprocess.unique_pairs(users[split == formats.TRAIN], items[split == formats.TRAIN])
+    test = preprocess.unique_pairs(users[split == formats.TEST], items[split == formats.TEST])
     width = int(inter.items.max()) + 1
-    in_train = preprocess.isin_sorted(
-        test[:, 0] * width + test[:, 1], train[:, 0] * width + train[:, 1]
-    )
+    in_train = preprocess.isin_sorted(test[:, 0] * width + test[:, 1], train[:, 0] * width + train[:, 1])
     test = test[~in_train]
-    codes = np.repeat(
-        np.array([formats.TRAIN, formats.TEST], np.int8), [len(train), len(test)]
-    )
+    codes = np.repeat(np.array([formats.TRAIN, formats.TEST], np.int8), [len(train), len(test)])
     return np.concatenate([train, test]), codes
 
 
@@ -170,9 +152,7 @@ def _build(
 ) -> Dataset:
     """Preprocesses parsed records into a split `Dataset`."""
     inter = parsed.interactions
-    pairs, codes = _pairs_by_split(
-        inter, preprocess.positives(inter.ratings, threshold)
-    )
+    pairs, codes = _pairs_by_split(inter, preprocess.positives(inter.ratings, threshold))
     keep = preprocess.kcore_mask(pairs, kcore)
     pairs = pairs[keep]
     if not len(pairs):
@@ -186,9 +166,7 @@ def _build(
         train, valid, test = preprocess.split_per_user(dense, n_users, seed)
     else:
         codes = codes[keep]
-        train, valid = preprocess.carve_validation(
-            dense[codes == formats.TRAIN], n_users, seed
-        )
+        train, valid = preprocess.carve_validation(dense[codes == formats.TRAIN], n_users, seed)
         test = dense[codes == formats.TEST]
     user_ids = inter.user_labels[user_codes]
     item_ids = inter.item_labels[item_codes]
@@ -196,8 +174,7 @@ def _build(
     if parsed.item_categories is not None:
         categories, names = side_info.category_matrix(item_ids, parsed.item_categories)
     attributes = {
-        attr: side_info.attribute_array(user_ids, values)
-        for attr, values in (parsed.user_attributes or {}).items()
+        attr: side_info.attribute_array(user_ids, values) for attr, values in (parsed.user_attributes or {}).items()
     }
     return Dataset(
         name=source.name,
@@ -257,9 +234,7 @@ def load_dataset(
     name = os.fspath(name)
     root = resolve_data_dir(data_dir)
     source = _resolve(name, root, categories_file, download, base_url)
-    if kcore is not None and (
-        isinstance(kcore, bool) or not isinstance(kcore, int | np.integer)
-    ):
+    if kcore is not None and (isinstance(kcore, bool) or not isinstance(kcore, int | np.integer)):
         raise DataError(f"kcore must be an integer or None, got {kcore!r}")
     k = source.default_kcore if kcore is None else int(kcore)
     blobs = {}
@@ -267,9 +242,7 @@ def load_dataset(
         try:
             blobs[role] = formats.SourceFile(source.labels[role], path.read_bytes())
         except OSError as err:
-            raise DataError(
-                f"{source.labels[role]}: cannot read {path}: {err.strerror}"
-            ) from None
+            raise DataError(f"{source.labels[role]}: cannot read {path}: {err.strerror}") from None
     key = cache.cache_key(
         {
             "name": source.name,

@@ -137,9 +137,7 @@ def _holdout_sizes(counts: np.ndarray, min_count: int) -> np.ndarray:
     return np.where(counts >= min_count, sizes, 0)
 
 
-def _random_rank(
-    users: np.ndarray, n_users: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _random_rank(users: np.ndarray, n_users: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A uniformly random rank of each pair among its user's pairs; per-user counts."""
     rng = np.random.default_rng(seed)
     # users + U[0, 1) sorts by user, then uniformly at random within a user.
@@ -151,9 +149,7 @@ def _random_rank(
     return rank, counts
 
 
-def split_per_user(
-    pairs: np.ndarray, n_users: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_per_user(pairs: np.ndarray, n_users: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-user random 8:1:1 split.
 
     Args:
@@ -172,9 +168,7 @@ def split_per_user(
     return pairs[~(valid | test)], pairs[valid], pairs[test]
 
 
-def carve_validation(
-    train: np.ndarray, n_users: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def carve_validation(train: np.ndarray, n_users: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Moves a random ~10% of each user's train pairs to validation (fixed splits).
 
     Args:

@@ -22,9 +22,7 @@ from dvr_jax.data import formats, text
 
 PairsReader = Callable[[bytes, str], tuple[np.ndarray, np.ndarray]]
 
-_GROUPLENS_LASTFM = (
-    "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
-)
+_GROUPLENS_LASTFM = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
 _RECBOLE_ML100K = "https://recbole.s3-accelerate.amazonaws.com/atomic/ml-100k.zip"
 _LIGHTGCN = "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data"
 # `pairs_digest` of the mirror's files (see FileSpec.pairs_sha256).

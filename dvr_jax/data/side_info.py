@@ -32,9 +32,7 @@ def category_matrix(
       matrix: float32[I, n_cat] with 1.0 where the item has the category.
       names: the n_cat category names, sorted.
     """
-    lists = [
-        categories.get(item, ()) or (UNKNOWN_CATEGORY,) for item in item_ids.tolist()
-    ]
+    lists = [categories.get(item, ()) or (UNKNOWN_CATEGORY,) for item in item_ids.tolist()]
     vocabulary = {c for cats in categories.values() for c in cats}
     names = tuple(sorted(vocabulary.union(*map(set, lists))))
     index = {c: j for j, c in enumerate(names)}

@@ -83,20 +83,12 @@ def read_table(
         head = tuple(field.strip() for field in lines[0].split(delimiter))
         head_line, lines, numbers = lines[0], lines[1:], numbers[1:]
         if head_line in lines:
-            raise at_line(
-                fname, int(numbers[lines.index(head_line)]), "duplicate header line"
-            )
+            raise at_line(fname, int(numbers[lines.index(head_line)]), "duplicate header line")
     if not lines:
-        raise at_line(
-            fname, None, "no data rows" + (" after the header" if header else "")
-        )
-    counts = np.fromiter(
-        map(str.count, lines, [delimiter] * len(lines)), np.int64, len(lines)
-    )
+        raise at_line(fname, None, "no data rows" + (" after the header" if header else ""))
+    counts = np.fromiter(map(str.count, lines, [delimiter] * len(lines)), np.int64, len(lines))
     counts += 1
-    want = (
-        n_columns if n_columns is not None else (len(head) if head else int(counts[0]))
-    )
+    want = n_columns if n_columns is not None else (len(head) if head else int(counts[0]))
     bad = np.flatnonzero(counts != want)
     if bad.size:
         first = int(bad[0])
@@ -105,16 +97,12 @@ def read_table(
             int(numbers[first]),
             f"expected {want} columns, got {int(counts[first])}",
         )
-    flat = np.array(delimiter.join(lines).split(delimiter), dtype=str).reshape(
-        len(lines), want
-    )
+    flat = np.array(delimiter.join(lines).split(delimiter), dtype=str).reshape(len(lines), want)
     columns = tuple(np.ascontiguousarray(flat[:, j]) for j in range(want))
     return Table(header=head, columns=columns, line_numbers=numbers)
 
 
-def parse_ids(
-    column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str
-) -> np.ndarray:
+def parse_ids(column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str) -> np.ndarray:
     """Parses a column of non-negative decimal integer ids.
 
     Args:
@@ -141,9 +129,7 @@ def parse_ids(
     return stripped.astype(np.int64)
 
 
-def require_values(
-    column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str
-) -> None:
+def require_values(column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str) -> None:
     """Rejects empty or blank fields in a column of ids (e.g. `12<TAB><TAB>5.0`).
 
     Args:
@@ -161,9 +147,7 @@ def require_values(
         raise at_line(fname, int(line_numbers[row]), f"empty {what}")
 
 
-def parse_floats(
-    column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str
-) -> np.ndarray:
+def parse_floats(column: np.ndarray, fname: str, line_numbers: np.ndarray, what: str) -> np.ndarray:
     """Parses a column of finite floats (e.g. ratings).
 
     Returns:
@@ -241,9 +225,7 @@ def parse_adjacency(data: bytes, fname: str) -> tuple[np.ndarray, np.ndarray]:
     line_of_token = np.searchsorted(np.flatnonzero(buf == 10), starts)
     first_in_line = np.ones(starts.size, dtype=bool)
     first_in_line[1:] = line_of_token[1:] != line_of_token[:-1]
-    head_index = np.maximum.accumulate(
-        np.where(first_in_line, np.arange(starts.size), 0)
-    )
+    head_index = np.maximum.accumulate(np.where(first_in_line, np.arange(starts.size), 0))
     users = values[head_index][~first_in_line]
     items = values[~first_in_line]
     return users, items
@@ -256,6 +238,4 @@ def _raise_bad_token(data: bytes, pos: int, fname: str, why: str = "") -> None:
     ends = [e for e in (data.find(s, pos) for s in seps) if e >= 0]
     token = data[begin : min(ends) if ends else len(data)].decode("utf-8", "replace")
     line = data.count(b"\n", 0, pos) + 1
-    raise at_line(
-        fname, line, f"id {token!r} " + (why or "is not a non-negative integer")
-    )
+    raise at_line(fname, line, f"id {token!r} " + (why or "is not a non-negative integer"))

@@ -29,7 +29,6 @@ import numpy as np
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.typing import Array
 
-
 CPU_SCORE_BLOCK = 6 * 2**20  # float32 scores per CPU chunk: 24 MiB, under a 32 MiB L3
 ACCELERATOR_SCORE_BLOCK = 2**27  # 512 MiB of float32 scores per chunk on GPU / TPU
 

@@ -153,9 +153,7 @@ def category_coverage_global_at_k(rec_categories: Array) -> Array:
       float32[C].
     """
     covered = jnp.any(rec_categories > 0, axis=1)
-    return jnp.sum(covered.astype(jnp.float32), axis=1) / jnp.float32(
-        rec_categories.shape[2]
-    )
+    return jnp.sum(covered.astype(jnp.float32), axis=1) / jnp.float32(rec_categories.shape[2])
 
 
 def intra_list_distance_at_k(rec_categories: Array) -> Array:

@@ -18,7 +18,8 @@ Three entry points:
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,9 +58,7 @@ def chunk_at(eval_arrays: EvalArrays, index: Array | int) -> EvalChunk:
     return jax.tree.map(lambda array: array[index], stacked_chunks(eval_arrays))
 
 
-def rank_chunk(
-    score_all: ScoreAll, reps: Reps, chunk: EvalChunk, k: int
-) -> tuple[Array, Array]:
+def rank_chunk(score_all: ScoreAll, reps: Reps, chunk: EvalChunk, k: int) -> tuple[Array, Array]:
     """Top-K items of a chunk of users with the exclusion set ranked at -inf.
 
     If a user has fewer than K non-excluded items, the list is completed with excluded
@@ -152,11 +151,7 @@ def evaluate_chunk(
     """
     top_items, _ = rank_chunk(score_all, reps, chunk, max(ks))
     hits = heldout_hits(chunk, top_items)
-    per_user = {
-        f"{name}@{k}": fn(hits[:, :k], chunk.n_pos)
-        for k in ks
-        for name, fn in metrics.HIT_METRICS.items()
-    }
+    per_user = {f"{name}@{k}": fn(hits[:, :k], chunk.n_pos) for k in ks for name, fn in metrics.HIT_METRICS.items()}
     if item_categories is not None:
         per_user.update(_category_metrics(chunk, top_items, ks, item_categories))
     weight = chunk.user_mask.astype(jnp.float32)
@@ -172,9 +167,7 @@ def _accumulate(
     item_categories: Array | None,
 ) -> Totals:
     """Adds a chunk's per-user metric sums and top-K exposure counts to the totals."""
-    per_user, top_items = evaluate_chunk(
-        score_all, reps, chunk, ks=ks, item_categories=item_categories
-    )
+    per_user, top_items = evaluate_chunk(score_all, reps, chunk, ks=ks, item_categories=item_categories)
     sums = {key: totals["sums"][key] + jnp.sum(val) for key, val in per_user.items()}
     weight = chunk.user_mask.astype(jnp.float32)
     exposure = {}

@@ -30,9 +30,7 @@ def torch_bias_init(fan_in: int):
     return init
 
 
-def _dense(
-    features: int, fan_in: int, use_bias: bool, dtype: jnp.dtype, name: str
-) -> nn.Dense:
+def _dense(features: int, fan_in: int, use_bias: bool, dtype: jnp.dtype, name: str) -> nn.Dense:
     """Xavier-uniform Dense with a torch-style bias (the authors' initialisation)."""
     return nn.Dense(
         features,
@@ -73,9 +71,7 @@ class CodeEncoder(nn.Module):
         """
         x = feats if self.use_loss_feature else feats[:, :-1]
         for index, width in enumerate(self.hidden):
-            x = jnp.tanh(
-                _dense(width, x.shape[1], True, self.param_dtype, f"dense_{index}")(x)
-            )
+            x = jnp.tanh(_dense(width, x.shape[1], True, self.param_dtype, f"dense_{index}")(x))
         last = _dense(self.out_dim, x.shape[1], False, self.param_dtype, "dense_out")
         return jnp.tanh(last(x))
 

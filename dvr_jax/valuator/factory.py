@@ -40,11 +40,7 @@ def make_valuator(kind: str = "sample", **options) -> Valuator:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         others = [k for k in VALUATOR_KINDS if k != kind]
-        hint = [
-            k
-            for k in others
-            if set(unknown) <= set(inspect.signature(_BUILDERS[k]).parameters)
-        ]
+        hint = [k for k in others if set(unknown) <= set(inspect.signature(_BUILDERS[k]).parameters)]
         raise TypeError(
             f"{builder.__name__} (kind={kind!r}) got unknown options {unknown}"
             + (f"; they belong to kind={hint[0]!r}" if hint else "")

@@ -58,9 +58,7 @@ def _and_product_fwd(factors: Array) -> tuple[Array, tuple[Array, Array, Array]]
     return product, (factors, nonzero_product, zeros)
 
 
-def _and_product_bwd(
-    residuals: tuple[Array, Array, Array], cotangent: Array
-) -> tuple[Array]:
+def _and_product_bwd(residuals: tuple[Array, Array, Array], cotangent: Array) -> tuple[Array]:
     factors, nonzero_product, zeros = residuals
     is_zero = factors == 0
     safe = jnp.where(is_zero, 1.0, factors)
@@ -114,15 +112,11 @@ def _slot_contributions(weights: Array, inputs: Array) -> Array:
     return sum(weights[k] * inputs[:, k][None, :] for k in range(weights.shape[0]))
 
 
-def _slot_contributions_fwd(
-    weights: Array, inputs: Array
-) -> tuple[Array, tuple[Array, Array]]:
+def _slot_contributions_fwd(weights: Array, inputs: Array) -> tuple[Array, tuple[Array, Array]]:
     return _slot_contributions(weights, inputs), (weights, inputs)
 
 
-def _slot_contributions_bwd(
-    residuals: tuple[Array, Array], cotangent: Array
-) -> tuple[Array, Array]:
+def _slot_contributions_bwd(residuals: tuple[Array, Array], cotangent: Array) -> tuple[Array, Array]:
     weights, inputs = residuals
     d_weights = cotangent[None, :, :] * inputs.T[:, None, :]
     d_inputs = jnp.stack(

@@ -91,9 +91,7 @@ class HarsanyiBlock(nn.Module):
             shape,
             self.param_dtype,
         )
-        weights = self.param(
-            "weights", nn.initializers.xavier_uniform(), shape, self.param_dtype
-        )
+        weights = self.param("weights", nn.initializers.xavier_uniform(), shape, self.param_dtype)
         tau = ste_mask(logits, self.beta)
         triggers = jnp.tanh(self.gamma_trig * jnp.abs(inputs))
         return and_units(tau, weights * inputs[None, :], triggers), tau
@@ -144,17 +142,13 @@ class GroupedHarsanyiBlock(nn.Module):
         )
         if self.shared_slot_weights:
             init = nn.initializers.xavier_uniform()
-            weights = self.param(
-                "weights", init, (self.features, width), self.param_dtype
-            )
+            weights = self.param("weights", init, (self.features, width), self.param_dtype)
             contributions = weights @ inputs.T
         else:
             # Stored feature-major, A[k, m, b] = A^(1)_{m, b, k}: every slice is a
             # contiguous (M, B) plane, which XLA:CPU vectorises far better than a
             # trailing axis of size H'.
-            init = nn.initializers.variance_scaling(
-                1.0, "fan_avg", "uniform", in_axis=(0, 2), out_axis=1
-            )
+            init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=(0, 2), out_axis=1)
             shape = (width, self.features, n_slots)
             weights = self.param("weights", init, shape, self.param_dtype)
             contributions = slot_contributions(weights, inputs)
@@ -239,7 +233,5 @@ class HarsanyiNet(nn.Module):
             if self.output_bias
             else jnp.zeros((), inputs.dtype)
         )
-        output = bias + sum(
-            jnp.dot(v, a) for v, a in zip(readouts, activations, strict=True)
-        )
+        output = bias + sum(jnp.dot(v, a) for v, a in zip(readouts, activations, strict=True))
         return HarsanyiTrace(output, tuple(activations), tuple(masks), readouts, bias)

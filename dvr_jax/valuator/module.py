@@ -68,9 +68,7 @@ class DataValuator(nn.Module):
             enc = PaperEncoder(param_dtype=self.param_dtype, name="encoder")
         slots = enc(feats)
         if self.const_column:
-            slots = jnp.concatenate(
-                [slots, jnp.ones((slots.shape[0], 1), slots.dtype)], axis=1
-            )
+            slots = jnp.concatenate([slots, jnp.ones((slots.shape[0], 1), slots.dtype)], axis=1)
         slots = slots * present.astype(slots.dtype)[:, None]
         net = HarsanyiNet(
             self.widths,

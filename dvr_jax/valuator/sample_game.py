@@ -275,9 +275,7 @@ class SampleGame(nn.Module):
             self.param_dtype,
             name="encoder",
         )(feats)
-        return GameTerms(
-            self.interaction_rank, self.max_order, self.param_dtype, name="game"
-        )(codes, present)
+        return GameTerms(self.interaction_rank, self.max_order, self.param_dtype, name="game")(codes, present)
 
 
 def make_sample_valuator(

@@ -45,9 +45,7 @@ def pool_to_samples(field: Array, n_samples: int) -> Array:
     return (jnp.max(grouped, axis=2) > 0).astype(field.dtype)
 
 
-def receptive_fields(
-    masks: Sequence[Array], n_samples: int | None = None, *, rule: str = "union"
-) -> tuple[Array, ...]:
+def receptive_fields(masks: Sequence[Array], n_samples: int | None = None, *, rule: str = "union") -> tuple[Array, ...]:
     """Receptive fields of every unit, recursively from the children masks.
 
     Args:
@@ -95,9 +93,7 @@ def attribute(trace: HarsanyiTrace, fields: Sequence[Array]) -> Array:
     return total
 
 
-def sample_shapley(
-    trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True
-) -> Array:
+def sample_shapley(trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True) -> Array:
     """Exact Shapley values of the B slots in the masked-input game (Variants G, F, P).
 
     Args:
@@ -158,9 +154,7 @@ def compat_shapley(trace: HarsanyiTrace, n_samples: int) -> Array:
     return jnp.sum(per_feature.reshape(-1, n_samples), axis=0)
 
 
-def null_player_fraction(
-    trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True
-) -> Array:
+def null_player_fraction(trace: HarsanyiTrace, n_samples: int, *, grouped: bool = True) -> Array:
     """Fraction of slots in no receptive field (structural null players, phi = 0).
 
     Deeper fields are unions of layer-1 fields, so the layer-1 field decides.
@@ -186,9 +180,7 @@ def active_unit_fraction(trace: HarsanyiTrace) -> Array:
     return jnp.mean(active)
 
 
-def value_statistics(
-    shapley: Array, present: Array | None = None
-) -> tuple[Array, Array]:
+def value_statistics(shapley: Array, present: Array | None = None) -> tuple[Array, Array]:
     """Shares of exactly-zero and of tied values among the present samples.
 
     A sample is tied when its value equals (``==``) the value of at least one *other*
@@ -204,11 +196,7 @@ def value_statistics(
       (zero_fraction f[], tied_fraction f[]), each in [0, 1], dtype of `shapley`.
     """
     shapley = jnp.asarray(shapley)
-    mask = (
-        jnp.ones(shapley.shape, bool)
-        if present is None
-        else jnp.asarray(present).astype(bool)
-    )
+    mask = jnp.ones(shapley.shape, bool) if present is None else jnp.asarray(present).astype(bool)
     n_present = jnp.maximum(jnp.sum(mask), 1).astype(shapley.dtype)
     zero = jnp.sum(mask & (shapley == 0)).astype(shapley.dtype) / n_present
     # Primary key: absent (True sorts last); secondary key: the value.
@@ -216,7 +204,5 @@ def value_statistics(
     values, kept = shapley[order], mask[order]
     equal_next = (values[1:] == values[:-1]) & kept[1:] & kept[:-1]
     no_pair = jnp.zeros((1,), bool)
-    tied = jnp.concatenate([equal_next, no_pair]) | jnp.concatenate(
-        [no_pair, equal_next]
-    )
+    tied = jnp.concatenate([equal_next, no_pair]) | jnp.concatenate([no_pair, equal_next])
     return zero, jnp.sum(tied).astype(shapley.dtype) / n_present

@@ -17,9 +17,7 @@ from dvr_jax.typing import Array, PRNGKey
 LOSS_TARGET_SCALES = ("sum", "mean")
 
 
-def loss_target(
-    losses: Array, present: Array | None = None, *, scale: str = "sum"
-) -> Array:
+def loss_target(losses: Array, present: Array | None = None, *, scale: str = "sum") -> Array:
     """Target for the `loss` reward: `-sum_{b in S} l_b` (optionally divided by B).
 
     With `present` it is the coalition target of a coalition fit (docs/algorithm.md §7.3).

@@ -92,7 +92,6 @@ class Valuator(NamedTuple):
     singletons: Callable[[Params, Array], Array] | None = None
 
 
-
 def assemble_valuator(
     module: nn.Module,
     read_out: Callable[[Any, Array], ValuatorOutput],
@@ -144,6 +143,7 @@ def assemble_valuator(
     single = None if singletons is None else (lambda params, feats: singletons(trace(params, feats)))
     return Valuator(init, forward, output, shapley, probabilities, mse_loss, trace, module, single)
 
+
 def parameter_labels(params: Params, *, freeze_encoder: bool = False) -> Params:
     """Labels for `optax.multi_transform`: "train", or "freeze" on the encoder.
 
@@ -159,18 +159,14 @@ def parameter_labels(params: Params, *, freeze_encoder: bool = False) -> Params:
     """
     return {
         part: jax.tree.map(
-            lambda _, p=part: (
-                "freeze" if freeze_encoder and p == "encoder" else "train"
-            ),
+            lambda _, p=part: "freeze" if freeze_encoder and p == "encoder" else "train",
             subtree,
         )
         for part, subtree in params.items()
     }
 
 
-def _check_options(
-    encoder: str, variant: str, h_dim: int, const_column: bool, value_map: str
-) -> None:
+def _check_options(encoder: str, variant: str, h_dim: int, const_column: bool, value_map: str) -> None:
     """Raises ValueError on unknown or inconsistent options."""
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
@@ -181,9 +177,7 @@ def _check_options(
     if encoder == "paper" and h_dim != 1:
         raise ValueError("encoder='paper' has a scalar output: h_dim must be 1")
     if variant == "P" and (h_dim != 1 or const_column):
-        raise ValueError(
-            "variant 'P' needs h_dim=1 and const_column=False (features = samples)"
-        )
+        raise ValueError("variant 'P' needs h_dim=1 and const_column=False (features = samples)")
 
 
 def make_slot_valuator(

@@ -18,9 +18,7 @@ from dvr_jax.typing import Array
 VALUE_MAPS = ("sigmoid", "code")
 
 
-def sigmoid_probabilities(
-    shapley: Array, offset: Array, *, kappa: float = 1.0, eps: float = 1e-3
-) -> Array:
+def sigmoid_probabilities(shapley: Array, offset: Array, *, kappa: float = 1.0, eps: float = 1e-3) -> Array:
     """Standardised-sigmoid map (scale-free in phi).
 
     Args:

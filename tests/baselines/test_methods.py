@@ -1,4 +1,5 @@
-"""Every baseline through its registry entry (`loop`'s wiring): one finite step, compiled once, on MF and other backbones."""
+"""Every baseline through its registry entry (`loop`'s wiring): one finite step, compiled once, on MF and
+other backbones."""
 
 from __future__ import annotations
 
@@ -79,9 +80,14 @@ def test_wbpr_evaluates_with_the_item_bias(rng):
 
 @pytest.mark.parametrize(
     "changes, message",
-    [({"pris_proposal": "cluster"}, "pris_proposal"), ({"tce_drop_rate": 1.0}, "tce_drop_rate"),
-     ({"aobpr_lambda": 0.0}, "aobpr_lambda"), ({"til_outer": "test"}, "til_outer"),
-     ({"pris_negatives": 0}, "pris_negatives"), ({"method": "til"}, "method must be one of")],  # fmt: skip
+    [
+        ({"pris_proposal": "cluster"}, "pris_proposal"),
+        ({"tce_drop_rate": 1.0}, "tce_drop_rate"),
+        ({"aobpr_lambda": 0.0}, "aobpr_lambda"),
+        ({"til_outer": "test"}, "til_outer"),
+        ({"pris_negatives": 0}, "pris_negatives"),
+        ({"method": "til"}, "method must be one of"),
+    ],  # fmt: skip
 )
 def test_bad_baseline_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
@@ -99,7 +105,12 @@ def test_cli_flags_reach_the_config():
         "--til-mi-state", "user", "--til-clusters", "8", "--til-cluster-every", "2",
     ])  # fmt: skip
     assert (cfg.method, cfg.aobpr_lambda, cfg.aobpr_refresh, cfg.wbpr_exponent) == ("til-mi", 0.1, 7, 0.5)
-    assert (cfg.wbpr_item_bias, cfg.wbpr_user_uniform, cfg.pris_negatives, cfg.pris_temperature) == (False, True, 3, 0.5)
+    assert (cfg.wbpr_item_bias, cfg.wbpr_user_uniform, cfg.pris_negatives, cfg.pris_temperature) == (
+        False,
+        True,
+        3,
+        0.5,
+    )
     assert (cfg.pris_proposal, cfg.tce_drop_rate, cfg.tce_num_gradual, cfg.rce_beta) == ("pop", 0.1, 1000, 0.25)
     assert (cfg.til_meta_learning_rate, cfg.til_outer, cfg.til_output) == (0.01, "train", "sigmoid")
     assert (cfg.til_mi_state, cfg.til_clusters, cfg.til_cluster_every) == ("user", 8, 2)

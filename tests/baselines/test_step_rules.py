@@ -269,7 +269,8 @@ def test_til_step_learns_the_generator_by_the_lookahead_gradient_and_weights_the
         return outer_loss, meta_grads, weights, weighted_grads(weights), weighted_grads(jnp.ones_like(weights))
 
     outer_loss, meta_grads, weights, expected, plain = oracle(
-        params, state.generator.params, new_state.generator.params, jnp.asarray(states, jnp.float32))
+        params, state.generator.params, new_state.generator.params, jnp.asarray(states, jnp.float32)
+    )
     got_meta = _first_step_gradient(new_state.generator)
     scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(meta_grads))
     assert scale > 1e-4  # a real meta-gradient, and the generator moved along it

@@ -79,7 +79,7 @@ def test_outer_step_raises_weights_of_triplets_that_lower_the_validation_loss(ke
     state = method.init(key)
     step = jax.jit(method.step)
     before = group_gap(state)
-    for index in range(5):
+    for _ in range(5):
         state, metrics = step(state, key, jnp.arange(16, dtype=jnp.int32), data)
         assert bool(metrics["finite"])
     assert group_gap(state) > before + 0.05

@@ -21,21 +21,13 @@ def assert_valid_dataset(ds: Dataset) -> None:
             assert split[:, 0].min() >= 0 and split[:, 0].max() < ds.n_users
             assert split[:, 1].min() >= 0 and split[:, 1].max() < ds.n_items
         key = split[:, 0].astype(np.int64) * ds.n_items + split[:, 1]
-        assert np.all(np.diff(key) > 0), (
-            "pairs must be sorted by (user, item) and unique"
-        )
+        assert np.all(np.diff(key) > 0), "pairs must be sorted by (user, item) and unique"
         keys.append(key)
     everything = np.concatenate(keys)
     assert len(np.unique(everything)) == len(everything), "splits must be disjoint"
-    used_users = np.unique(
-        np.concatenate([s[:, 0] for s in (ds.train, ds.valid, ds.test)])
-    )
-    used_items = np.unique(
-        np.concatenate([s[:, 1] for s in (ds.train, ds.valid, ds.test)])
-    )
-    assert len(used_users) == ds.n_users and len(used_items) == ds.n_items, (
-        "ids are contiguous"
-    )
+    used_users = np.unique(np.concatenate([s[:, 0] for s in (ds.train, ds.valid, ds.test)]))
+    used_items = np.unique(np.concatenate([s[:, 1] for s in (ds.train, ds.valid, ds.test)]))
+    assert len(used_users) == ds.n_users and len(used_items) == ds.n_items, "ids are contiguous"
     if ds.item_categories is not None:
         assert ds.item_categories.dtype == np.float32
         assert ds.item_categories.shape == (ds.n_items, len(ds.category_names))
@@ -62,9 +54,7 @@ def all_pairs(ds: Dataset) -> set[tuple[str, str]]:
     return split_pairs(ds, "train") | split_pairs(ds, "valid") | split_pairs(ds, "test")
 
 
-def load_offline(
-    name: str, data_dir: pathlib.Path, cache_dir: pathlib.Path, **kw
-) -> Dataset:
+def load_offline(name: str, data_dir: pathlib.Path, cache_dir: pathlib.Path, **kw) -> Dataset:
     """`load_dataset` with downloads disabled unless the test asks for them."""
     kw.setdefault("download", False)
     return load_dataset(name, data_dir, cache_dir=cache_dir, **kw)

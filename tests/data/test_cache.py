@@ -16,18 +16,13 @@ from dvr_jax.data import (
 )
 from tests.data.checks import write
 
-ROWS = "".join(
-    f"{u},{i},{4 + (u + i) % 2}\n" for u in range(20) for i in range(20) if (u + i) % 3
-)
+ROWS = "".join(f"{u},{i},{4 + (u + i) % 2}\n" for u in range(20) for i in range(20) if (u + i) % 3)
 
 
 def _assert_same(a, b):
     for split in ("train", "valid", "test"):
         np.testing.assert_array_equal(getattr(a, split), getattr(b, split))
-    assert (
-        a.user_ids.tolist() == b.user_ids.tolist()
-        and a.item_ids.tolist() == b.item_ids.tolist()
-    )
+    assert a.user_ids.tolist() == b.user_ids.tolist() and a.item_ids.tolist() == b.item_ids.tolist()
     assert (a.name, a.n_users, a.n_items, a.source_hash) == (
         b.name,
         b.n_users,
@@ -61,13 +56,10 @@ def test_second_load_hits_the_cache(csv_path, cache_dir, monkeypatch):
 def test_cache_round_trips_side_information(tmp_path, cache_dir, monkeypatch):
     write(
         tmp_path / "m" / "m.inter",
-        "user_id:token\titem_id:token\n"
-        + "".join(f"{u}\t{i}\n" for u in range(4) for i in range(5)),
+        "user_id:token\titem_id:token\n" + "".join(f"{u}\t{i}\n" for u in range(4) for i in range(5)),
     )
     write(tmp_path / "m" / "m.item", "item_id:token\tclass:token_seq\n0\tA B\n1\tB\n")
-    write(
-        tmp_path / "m" / "m.user", "user_id:token\tgender:token\tage:token\n0\tF\t30\n"
-    )
+    write(tmp_path / "m" / "m.user", "user_id:token\tgender:token\tage:token\n0\tF\t30\n")
     first = load_dataset("m", tmp_path, cache_dir=cache_dir, kcore=0)
     _forbid_build(monkeypatch)
     second = load_dataset("m", tmp_path, cache_dir=cache_dir, kcore=0)
@@ -94,9 +86,7 @@ def test_corrupted_cache_is_ignored_and_rebuilt(csv_path, cache_dir, damage):
     second = load_dataset(csv_path, cache_dir=cache_dir)
     _assert_same(first, second)
     assert path.read_bytes() == data  # rewritten with the same content
-    assert [p.name for p in cache_dir.iterdir()] == [
-        path.name
-    ]  # no temporary files left
+    assert [p.name for p in cache_dir.iterdir()] == [path.name]  # no temporary files left
 
 
 def test_key_follows_source_bytes_and_options(csv_path, cache_dir):
@@ -105,9 +95,7 @@ def test_key_follows_source_bytes_and_options(csv_path, cache_dir):
     for options in ({"kcore": 5}, {"split_seed": 1}, {"rating_threshold": 3.0}):
         hashes.add(load_dataset(csv_path, cache_dir=cache_dir, **options).source_hash)
     assert len(hashes) == 4 and len(list(cache_dir.iterdir())) == 4
-    pathlib.Path(csv_path).write_text(
-        ROWS + "0,0,5\n"
-    )  # new bytes -> new key, no stale hit
+    pathlib.Path(csv_path).write_text(ROWS + "0,0,5\n")  # new bytes -> new key, no stale hit
     changed = load_dataset(csv_path, cache_dir=cache_dir)
     assert changed.source_hash not in hashes
     assert len(changed.train) + len(changed.valid) + len(changed.test) == 1 + sum(

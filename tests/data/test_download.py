@@ -56,15 +56,11 @@ def test_download_dataset_uses_env_mirror(real_data_dir, tmp_path, serve, monkey
     folder = download_dataset("ml-100k", tmp_path / "data")
     assert folder == tmp_path / "data" / "ml-100k"
     assert _leftovers(folder) == ["ml-100k.inter", "ml-100k.item", "ml-100k.user"]
-    assert (
-        download_dataset("ml-100k", tmp_path / "data") == folder
-    )  # all present: no-op
+    assert download_dataset("ml-100k", tmp_path / "data") == folder  # all present: no-op
 
 
 @pytest.mark.realdata
-def test_corrupted_download_is_rejected_and_nothing_left(
-    real_data_dir, tmp_path, serve
-):
+def test_corrupted_download_is_rejected_and_nothing_left(real_data_dir, tmp_path, serve):
     mirror = tmp_path / "mirror" / "lastfm-lightgcn"
     shutil.copytree(real_data_dir / "lastfm-lightgcn", mirror)
     (mirror / "test1.txt").chmod(0o644)
@@ -75,13 +71,9 @@ def test_corrupted_download_is_rejected_and_nothing_left(
     with pytest.raises(DataError) as info:
         download_dataset("lastfm-lightgcn", target, base_url=serve(tmp_path / "mirror"))
     message = str(info.value)
-    assert message.startswith(
-        "test1.txt: checksum mismatch for the file from http://127.0.0.1"
-    )
+    assert message.startswith("test1.txt: checksum mismatch for the file from http://127.0.0.1")
     assert "nothing was written" in message and "\n" not in message
-    assert (
-        _leftovers(target) == []
-    )  # data1.txt verified fine but was not written either
+    assert _leftovers(target) == []  # data1.txt verified fine but was not written either
 
 
 @pytest.mark.realdata
@@ -97,14 +89,10 @@ def test_zip_member_extracted_and_verified(real_data_dir, tmp_path, serve):
     url = serve(served)
     spec = DATASETS["lastfm"]
     (file_spec,) = spec.files
-    good_spec = dataclasses.replace(
-        spec, files=(dataclasses.replace(file_spec, url=f"{url}/hetrec.zip"),)
-    )
+    good_spec = dataclasses.replace(spec, files=(dataclasses.replace(file_spec, url=f"{url}/hetrec.zip"),))
     fetch_files(good_spec, good_spec.files, tmp_path / "ok" / "lastfm")
     assert (tmp_path / "ok" / "lastfm" / "user_artists.dat").read_bytes() == good
-    bad_spec = dataclasses.replace(
-        spec, files=(dataclasses.replace(file_spec, url=f"{url}/bad.zip"),)
-    )
+    bad_spec = dataclasses.replace(spec, files=(dataclasses.replace(file_spec, url=f"{url}/bad.zip"),))
     with pytest.raises(
         DataError,
         match=r"^user_artists.dat: checksum mismatch for the file from .*bad.zip",
@@ -113,9 +101,7 @@ def test_zip_member_extracted_and_verified(real_data_dir, tmp_path, serve):
     assert _leftovers(tmp_path / "bad") == []
     missing_spec = dataclasses.replace(
         spec,
-        files=(
-            dataclasses.replace(file_spec, url=f"{url}/hetrec.zip", member="nope.dat"),
-        ),
+        files=(dataclasses.replace(file_spec, url=f"{url}/hetrec.zip", member="nope.dat"),),
     )
     with pytest.raises(DataError, match="the archive has no member nope.dat"):
         fetch_files(missing_spec, missing_spec.files, tmp_path / "x")
@@ -144,18 +130,12 @@ def _toy_spec(reference: bytes) -> DatasetSpec:
 
 def test_pairs_digest_accepts_reordered_items_only(tmp_path, serve):
     spec = _toy_spec(b"0 1 2 3\n1 0 4\n")
-    write(
-        tmp_path / "m1" / "toy" / "train.txt", "0 3 2 1\n1 4 0\n"
-    )  # same pairs, other order
-    fetch_files(
-        spec, spec.files, tmp_path / "d1" / "toy", base_url=serve(tmp_path / "m1")
-    )
+    write(tmp_path / "m1" / "toy" / "train.txt", "0 3 2 1\n1 4 0\n")  # same pairs, other order
+    fetch_files(spec, spec.files, tmp_path / "d1" / "toy", base_url=serve(tmp_path / "m1"))
     assert (tmp_path / "d1" / "toy" / "train.txt").read_text() == "0 3 2 1\n1 4 0\n"
     write(tmp_path / "m2" / "toy" / "train.txt", "0 3 2 1\n1 4 5\n")  # one pair differs
     with pytest.raises(DataError, match="train.txt: checksum mismatch"):
-        fetch_files(
-            spec, spec.files, tmp_path / "d2" / "toy", base_url=serve(tmp_path / "m2")
-        )
+        fetch_files(spec, spec.files, tmp_path / "d2" / "toy", base_url=serve(tmp_path / "m2"))
     assert _leftovers(tmp_path / "d2") == []
 
 
@@ -169,9 +149,7 @@ def test_network_failure_says_what_to_put_where(tmp_path, cache_dir):
         )
     message = str(info.value)
     folder = tmp_path / "data" / "gowalla"
-    assert message.startswith(
-        f"dataset 'gowalla': missing train.txt, test.txt in {folder}/"
-    )
+    assert message.startswith(f"dataset 'gowalla': missing train.txt, test.txt in {folder}/")
     assert "download failed" in message and "\n" not in message
     assert "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch" in message
     assert _leftovers(tmp_path / "data") == []
@@ -179,17 +157,11 @@ def test_network_failure_says_what_to_put_where(tmp_path, cache_dir):
 
 def test_file_absent_from_mirror(tmp_path, serve):
     write(tmp_path / "mirror" / "gowalla" / "test.txt", "0 1\n")  # train.txt absent
-    with pytest.raises(
-        DataError, match=r"missing train.txt, test.txt in .*download failed: .*404"
-    ):
-        download_dataset(
-            "gowalla", tmp_path / "data", base_url=serve(tmp_path / "mirror")
-        )
+    with pytest.raises(DataError, match=r"missing train.txt, test.txt in .*download failed: .*404"):
+        download_dataset("gowalla", tmp_path / "data", base_url=serve(tmp_path / "mirror"))
     assert _leftovers(tmp_path / "data") == []
 
 
 def test_download_unknown_name(tmp_path):
-    with pytest.raises(
-        DataError, match="unknown dataset 'nope'; downloadable: gowalla, lastfm"
-    ):
+    with pytest.raises(DataError, match="unknown dataset 'nope'; downloadable: gowalla, lastfm"):
         download_dataset("nope", tmp_path)

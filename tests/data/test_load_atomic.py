@@ -28,9 +28,7 @@ def _ml(tmp_path, inter_rows, item_rows=None, user_rows=None, name="ml-100k"):
             head + "".join(f"{i}\tT {i}\t1995\t{c}\n" for i, c in item_rows),
         )
     if user_rows is not None:
-        head = (
-            "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
-        )
+        head = "user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token\n"
         write(
             folder / f"{name}.user",
             head + "".join(f"{u}\t{a}\t{g}\tx\t1\n" for u, a, g in user_rows),
@@ -70,14 +68,7 @@ def test_atomic_threshold_option(tmp_path, cache_dir):
     rows = [(1, 10, 3), (1, 11, 4), (1, 12, 5), (2, 10, 3)]
     path = _ml(tmp_path, rows, name="mine")
     assert len(all_pairs(load_offline("mine", path, cache_dir, kcore=0))) == 2
-    assert (
-        len(
-            all_pairs(
-                load_offline("mine", path, cache_dir, kcore=0, rating_threshold=3)
-            )
-        )
-        == 4
-    )
+    assert len(all_pairs(load_offline("mine", path, cache_dir, kcore=0, rating_threshold=3))) == 4
 
 
 def test_user_atomic_dataset_by_name(tmp_path, cache_dir):
@@ -89,9 +80,7 @@ def test_user_atomic_dataset_by_name(tmp_path, cache_dir):
 
 
 def test_atomic_without_rating_field(tmp_path, cache_dir):
-    write(
-        tmp_path / "x" / "x.inter", "user_id:token\titem_id:token\na\tp\nb\tq\na\tq\n"
-    )
+    write(tmp_path / "x" / "x.inter", "user_id:token\titem_id:token\na\tp\nb\tq\na\tq\n")
     ds = load_offline("x", tmp_path, cache_dir, kcore=0)
     assert ds.user_ids.tolist() == ["a", "b"] and len(all_pairs(ds)) == 3
 
@@ -111,8 +100,7 @@ def test_atomic_without_rating_field(tmp_path, cache_dir):
         ),
         (
             "user:token\titem_id:token\n1\t2\n",
-            "x.inter line 1: header has no user_id field "
-            "(fields: user:token, item_id:token)",
+            "x.inter line 1: header has no user_id field (fields: user:token, item_id:token)",
         ),
         (
             "user_id:token\titem_id:token\trating:float\n1\t2\tfive\n",

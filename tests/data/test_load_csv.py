@@ -43,17 +43,10 @@ def test_tsv_without_header_relative_to_data_dir(tmp_path, cache_dir):
 
 def test_csv_duplicates_count_once(tmp_path, cache_dir):
     # User 9 rates item 0 three times: counted three times it would pass a 3-core.
-    rows = (
-        "".join(f"{u},{i}\n" for u in range(5) for i in range(5))
-        + "0,0\n9,0\n9,0\n9,0\n"
-    )
-    ds = load_dataset(
-        str(write(tmp_path / "a.csv", rows)), cache_dir=cache_dir, kcore=3
-    )
+    rows = "".join(f"{u},{i}\n" for u in range(5) for i in range(5)) + "0,0\n9,0\n9,0\n9,0\n"
+    ds = load_dataset(str(write(tmp_path / "a.csv", rows)), cache_dir=cache_dir, kcore=3)
     assert "9" not in ds.user_ids.tolist()
-    assert (
-        len(all_pairs(ds)) == 25 and sum(map(len, (ds.train, ds.valid, ds.test))) == 25
-    )
+    assert len(all_pairs(ds)) == 25 and sum(map(len, (ds.train, ds.valid, ds.test))) == 25
     no_core = load_dataset(str(tmp_path / "a.csv"), cache_dir=cache_dir, kcore=0)
     assert sum(map(len, (no_core.train, no_core.valid, no_core.test))) == 26
 
@@ -70,22 +63,16 @@ def test_csv_errors(tmp_path, cache_dir):
             cache_dir=cache_dir,
             categories_file=write(tmp_path / "c.txt", "1 A\n"),
         )
-    with pytest.raises(
-        DataError, match="categories_file applies to .csv/.tsv datasets only"
-    ):
+    with pytest.raises(DataError, match="categories_file applies to .csv/.tsv datasets only"):
         load_dataset("gowalla", tmp_path, cache_dir=cache_dir, categories_file=bad_cats)
     with pytest.raises(DataError, match=r"r5.csv line 1: expected 2 to 4 columns"):
-        load_dataset(
-            str(write(tmp_path / "r5.csv", "1,2,3,4,5\n")), cache_dir=cache_dir
-        )
+        load_dataset(str(write(tmp_path / "r5.csv", "1,2,3,4,5\n")), cache_dir=cache_dir)
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(str(tmp_path / "nope.csv"), cache_dir=cache_dir)
 
 
 def test_same_seed_same_split_other_seed_differs(tmp_path, cache_dir):
-    rows = "".join(
-        f"{u},{i}\n" for u in range(30) for i in range(30) if (u * 7 + i) % 4
-    )
+    rows = "".join(f"{u},{i}\n" for u in range(30) for i in range(30) if (u * 7 + i) % 4)
     path = str(write(tmp_path / "r.csv", rows))
     first = load_dataset(path, kcore=10, use_cache=False)
     second = load_dataset(path, kcore=10, use_cache=False)
@@ -108,21 +95,13 @@ def test_same_seed_same_split_other_seed_differs(tmp_path, cache_dir):
     ],
 )
 def test_csv_header_recognised_by_name(tmp_path, cache_dir, first_line, is_header):
-    rows = (
-        first_line
-        + "\n"
-        + "".join(f"user_{u},item_{i},5\n" for u in range(3) for i in range(3))
-    )
-    ds = load_dataset(
-        str(write(tmp_path / "h.csv", rows)), cache_dir=cache_dir, kcore=0
-    )
+    rows = first_line + "\n" + "".join(f"user_{u},item_{i},5\n" for u in range(3) for i in range(3))
+    ds = load_dataset(str(write(tmp_path / "h.csv", rows)), cache_dir=cache_dir, kcore=0)
     assert len(all_pairs(ds)) == 9 + (0 if is_header else 1)
 
 
 def test_category_file_header_and_path_objects(tmp_path, cache_dir):
-    path = write(
-        tmp_path / "r.tsv", "".join(f"{u}\t{i}\n" for u in range(3) for i in range(3))
-    )
+    path = write(tmp_path / "r.tsv", "".join(f"{u}\t{i}\n" for u in range(3) for i in range(3)))
     cats = write(tmp_path / "c.tsv", "movieId\tgenres\n0\tA\n1\tB A\n")
     ds = load_dataset(path, cache_dir=cache_dir, kcore=0, categories_file=cats)
     assert ds.category_names == ("A", "B", "unknown")

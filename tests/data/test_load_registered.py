@@ -28,19 +28,13 @@ def test_lastfm_every_listen_is_positive(tmp_path, cache_dir):
     assert ds.n_users == 3 and ds.n_items == 4
     assert ds.user_ids.tolist() == ["2", "3", "10"]  # numeric order, not "10" < "2"
     assert ds.item_ids.tolist() == ["7", "51", "52", "53"]
-    assert (
-        len(all_pairs(ds)) == 12
-        and ds.item_categories is None
-        and ds.user_attributes == {}
-    )
+    assert len(all_pairs(ds)) == 12 and ds.item_categories is None and ds.user_attributes == {}
     # 4 pairs per user -> 1 valid, 1 test, 2 train each.
     assert ds.summary() == {"users": 3, "items": 4, "train": 6, "valid": 3, "test": 3}
 
 
 @pytest.mark.parametrize("options", [{}, {"kcore": None}])
-def test_lastfm_default_10core_leaves_nothing_on_tiny_data(
-    tmp_path, cache_dir, options
-):
+def test_lastfm_default_10core_leaves_nothing_on_tiny_data(tmp_path, cache_dir, options):
     # kcore=None means "the dataset's default" (10 here); kcore=0 disables it.
     rows = [(u, i, 1) for u in (2, 3) for i in (1, 2)]
     with pytest.raises(DataError, match=r"no interactions left .* kcore=10\)"):
@@ -55,16 +49,12 @@ def test_lastfm_non_numeric_id(tmp_path, cache_dir):
     )
     with pytest.raises(DataError) as info:
         load_offline("lastfm", tmp_path, cache_dir, kcore=0)
-    assert str(info.value) == (
-        "user_artists.dat line 3: artist id 'abc' is not a non-negative integer"
-    )
+    assert str(info.value) == ("user_artists.dat line 3: artist id 'abc' is not a non-negative integer")
 
 
 def test_lastfm_missing_header(tmp_path, cache_dir):
     write(tmp_path / "lastfm" / "user_artists.dat", "2\t5\t1\n2\t6\t1\n")
-    with pytest.raises(
-        DataError, match="user_artists.dat line 1: header has no userID field"
-    ):
+    with pytest.raises(DataError, match="user_artists.dat line 1: header has no userID field"):
         load_offline("lastfm", tmp_path, cache_dir, kcore=0)
 
 
@@ -87,9 +77,7 @@ def test_lightgcn_triplets_fixed_split(tmp_path, cache_dir):
     ds = load_offline("lastfm-lightgcn", tmp_path, cache_dir)  # default: no k-core
     assert_valid_dataset(ds)
     assert split_pairs(ds, "test") == {("1", "20"), ("2", "21"), ("3", "20")}
-    assert split_pairs(ds, "train") | split_pairs(ds, "valid") == {
-        (str(u), str(i)) for u, i, _ in train
-    }
+    assert split_pairs(ds, "train") | split_pairs(ds, "valid") == {(str(u), str(i)) for u, i, _ in train}
     per_user = {u: sum(1 for v, _, _ in train if v == u) for u in (1, 2, 3)}
     n_valid = np.bincount(ds.valid[:, 0], minlength=3)
     assert n_valid.tolist() == [max(1, round(0.1 * per_user[u])) for u in (1, 2, 3)]
@@ -99,9 +87,7 @@ def test_lightgcn_triplets_fixed_split(tmp_path, cache_dir):
 def test_lightgcn_triplets_wrong_column_count(tmp_path, cache_dir):
     write(tmp_path / "lastfm-lightgcn" / "data1.txt", "1\t2\t3\n1\t3\n")
     write(tmp_path / "lastfm-lightgcn" / "test1.txt", "1\t4\t3\n")
-    with pytest.raises(
-        DataError, match=r"^data1.txt line 2: expected 3 columns, got 2$"
-    ):
+    with pytest.raises(DataError, match=r"^data1.txt line 2: expected 3 columns, got 2$"):
         load_offline("lastfm-lightgcn", tmp_path, cache_dir)
 
 
@@ -172,7 +158,5 @@ def test_missing_files_offline_say_what_to_put_where(tmp_path, cache_dir):
     assert f"missing train.txt in {tmp_path}/gowalla/" in message
     assert "download disabled" in message and "test.txt" not in message.split("(")[0]
     assert "raw.githubusercontent.com" in message and "\n" not in message
-    with pytest.raises(
-        DataError, match=r"missing ml-100k.inter, ml-100k.item, ml-100k.user in"
-    ):
+    with pytest.raises(DataError, match=r"missing ml-100k.inter, ml-100k.item, ml-100k.user in"):
         load_offline("ml-100k", tmp_path, cache_dir, download=False)

@@ -38,9 +38,13 @@ def test_unique_pairs_merges_duplicates_and_sorts():
 def test_sorted_unique_and_isin_sorted():
     values = np.array([5, 1, 5, 3, 1])
     assert preprocess.sorted_unique(values).tolist() == [1, 3, 5]
-    assert preprocess.isin_sorted(
-        np.array([0, 1, 4, 5, 9]), np.array([1, 3, 5])
-    ).tolist() == [False, True, False, True, False]
+    assert preprocess.isin_sorted(np.array([0, 1, 4, 5, 9]), np.array([1, 3, 5])).tolist() == [
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
     assert not preprocess.isin_sorted(np.array([1]), np.array([], int)).any()
 
 
@@ -50,9 +54,7 @@ def test_kcore_matches_oracle(rng, k):
     items = rng.zipf(1.6, 600) % 80
     pairs = preprocess.unique_pairs(users, items)
     kept = pairs[preprocess.kcore_mask(pairs, k)]
-    assert {tuple(p) for p in kept.tolist()} == _kcore_oracle(
-        {tuple(p) for p in pairs.tolist()}, k
-    )
+    assert {tuple(p) for p in kept.tolist()} == _kcore_oracle({tuple(p) for p in pairs.tolist()}, k)
     if len(kept):
         assert np.bincount(kept[:, 0]).max() >= k
         assert np.bincount(kept[:, 0])[np.unique(kept[:, 0])].min() >= k
@@ -64,10 +66,7 @@ def test_kcore_needs_iteration():
     pairs = np.array([[0, 1], [0, 2], [1, 1], [1, 2], [2, 3], [2, 9], [3, 3]])
     kept = pairs[preprocess.kcore_mask(pairs, 2)]
     assert kept.tolist() == [[0, 1], [0, 2], [1, 1], [1, 2]]
-    assert (
-        preprocess.kcore_mask(pairs, None).all()
-        and preprocess.kcore_mask(pairs, 1).all()
-    )
+    assert preprocess.kcore_mask(pairs, None).all() and preprocess.kcore_mask(pairs, 1).all()
 
 
 def test_reindex_contiguous_and_order_preserving():
@@ -85,9 +84,7 @@ def test_dense_codes_sparse_ids_fall_back_to_sort():
 
 
 def _user_pairs(counts):
-    return np.array(
-        [[u, i] for u, n in enumerate(counts) for i in range(n)], dtype=np.int32
-    ).reshape(-1, 2)
+    return np.array([[u, i] for u, n in enumerate(counts) for i in range(n)], dtype=np.int32).reshape(-1, 2)
 
 
 def test_split_sizes_and_small_users():

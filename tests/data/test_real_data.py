@@ -21,16 +21,10 @@ def _total(ds) -> int:
 
 
 def _assert_8_1_1(ds) -> None:
-    counts = np.bincount(
-        np.concatenate([ds.train, ds.valid, ds.test])[:, 0], minlength=ds.n_users
-    )
+    counts = np.bincount(np.concatenate([ds.train, ds.valid, ds.test])[:, 0], minlength=ds.n_users)
     expected = np.maximum(1, np.rint(0.1 * counts)).astype(int)
-    np.testing.assert_array_equal(
-        np.bincount(ds.valid[:, 0], minlength=ds.n_users), expected
-    )
-    np.testing.assert_array_equal(
-        np.bincount(ds.test[:, 0], minlength=ds.n_users), expected
-    )
+    np.testing.assert_array_equal(np.bincount(ds.valid[:, 0], minlength=ds.n_users), expected)
+    np.testing.assert_array_equal(np.bincount(ds.test[:, 0], minlength=ds.n_users), expected)
 
 
 def _assert_10_core(ds) -> None:
@@ -57,9 +51,7 @@ def test_ml_100k(real_data_dir, cache_dir):
     _assert_8_1_1(ds)
     assert ds.n_categories == 19 and "Drama" in ds.category_names
     toy_story = ds.item_ids.tolist().index("1")
-    names = {
-        ds.category_names[j] for j in np.flatnonzero(ds.item_categories[toy_story])
-    }
+    names = {ds.category_names[j] for j in np.flatnonzero(ds.item_categories[toy_story])}
     assert names == {"Animation", "Children's", "Comedy"}
     gender, age = ds.user_attributes["gender"], ds.user_attributes["age"]
     assert set(gender.tolist()) == {"M", "F"} and age.dtype == np.int32
@@ -72,15 +64,9 @@ def test_lastfm_lightgcn(real_data_dir, cache_dir):
     assert (ds.n_users, ds.n_items) == (1880, 4489)
     assert (len(ds.train) + len(ds.valid), len(ds.test)) == (42135, 10533)
     assert_valid_dataset(ds)
-    train_counts = np.bincount(
-        np.concatenate([ds.train, ds.valid])[:, 0], minlength=ds.n_users
-    )
-    expected = np.where(
-        train_counts >= 2, np.maximum(1, np.rint(0.1 * train_counts)), 0
-    )
-    np.testing.assert_array_equal(
-        np.bincount(ds.valid[:, 0], minlength=ds.n_users), expected
-    )
+    train_counts = np.bincount(np.concatenate([ds.train, ds.valid])[:, 0], minlength=ds.n_users)
+    expected = np.where(train_counts >= 2, np.maximum(1, np.rint(0.1 * train_counts)), 0)
+    np.testing.assert_array_equal(np.bincount(ds.valid[:, 0], minlength=ds.n_users), expected)
 
 
 def test_gowalla(real_data_dir, cache_dir):
@@ -91,9 +77,7 @@ def test_gowalla(real_data_dir, cache_dir):
     # The published test split is kept exactly (ids 0..n-1 all occur: identity map).
     assert ds.user_ids.astype(int).tolist() == list(range(29858))
     assert ds.item_ids.astype(int).tolist() == list(range(40981))
-    users, items = text.parse_adjacency(
-        (real_data_dir / "gowalla" / "test.txt").read_bytes(), "t"
-    )
+    users, items = text.parse_adjacency((real_data_dir / "gowalla" / "test.txt").read_bytes(), "t")
     np.testing.assert_array_equal(ds.test, unique_pairs(users, items))
     cached = _load("gowalla", real_data_dir, cache_dir)
     np.testing.assert_array_equal(ds.valid, cached.valid)

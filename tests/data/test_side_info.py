@@ -9,13 +9,9 @@ from dvr_jax.data import side_info
 
 def test_category_matrix_vocabulary_and_unknown():
     items = np.array(["b", "a", "z"], dtype=object)
-    matrix, names = side_info.category_matrix(
-        items, {"a": ("X", "Y"), "b": ("Y",), "gone": ("W",)}
-    )
+    matrix, names = side_info.category_matrix(items, {"a": ("X", "Y"), "b": ("Y",), "gone": ("W",)})
     assert names == ("W", "X", "Y", "unknown")  # "W" stays although "gone" was dropped
-    np.testing.assert_array_equal(
-        matrix, np.array([[0, 0, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]], np.float32)
-    )
+    np.testing.assert_array_equal(matrix, np.array([[0, 0, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1]], np.float32))
     assert matrix.dtype == np.float32
 
 

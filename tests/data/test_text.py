@@ -36,26 +36,18 @@ def test_read_table_errors(data, header, message):
 
 def test_parse_ids_reports_first_bad_line():
     column = np.array(["1", "22", "x3", "4.0"])
-    with pytest.raises(
-        DataError, match=r"^f line 12: user id 'x3' is not a non-negative"
-    ):
+    with pytest.raises(DataError, match=r"^f line 12: user id 'x3' is not a non-negative"):
         text.parse_ids(column, "f", np.array([10, 11, 12, 13]), "user id")
     with pytest.raises(DataError, match="line 2: item id '-1'"):
         text.parse_ids(np.array(["0", "-1"]), "f", np.array([1, 2]), "item id")
-    assert text.parse_ids(
-        np.array([" 7", "12 "]), "f", np.array([1, 2]), "id"
-    ).tolist() == [7, 12]
+    assert text.parse_ids(np.array([" 7", "12 "]), "f", np.array([1, 2]), "id").tolist() == [7, 12]
 
 
 def test_parse_floats():
-    values = text.parse_floats(
-        np.array(["4", "3.5", "1e1"]), "f", np.array([1, 2, 3]), "rating"
-    )
+    values = text.parse_floats(np.array(["4", "3.5", "1e1"]), "f", np.array([1, 2, 3]), "rating")
     assert values.tolist() == [4.0, 3.5, 10.0]
     with pytest.raises(DataError, match="f line 3: rating 'five' is not a number"):
-        text.parse_floats(
-            np.array(["4", "3", "five"]), "f", np.array([1, 2, 3]), "rating"
-        )
+        text.parse_floats(np.array(["4", "3", "five"]), "f", np.array([1, 2, 3]), "rating")
     with pytest.raises(DataError, match="f line 1: rating 'nan'"):
         text.parse_floats(np.array(["nan"]), "f", np.array([1]), "rating")
 
@@ -76,9 +68,7 @@ def test_parse_adjacency_matches_python_oracle(rng):
     for user in rng.permutation(200):
         items = rng.integers(0, 10**6, size=rng.integers(0, 12))
         sep = " " if rng.random() < 0.8 else "\t"
-        lines.append(
-            sep.join(map(str, [user, *items])) + (" " if rng.random() < 0.2 else "")
-        )
+        lines.append(sep.join(map(str, [user, *items])) + (" " if rng.random() < 0.2 else ""))
     data = ("\n".join(lines) + "\r\n\n").encode()
     users, items = text.parse_adjacency(data, "train.txt")
     ref_users, ref_items = _adjacency_oracle(data)
@@ -89,15 +79,11 @@ def test_parse_adjacency_matches_python_oracle(rng):
 def test_parse_adjacency_user_without_items_and_errors():
     users, items = text.parse_adjacency(b"0 5 6\n1\n2 7\n", "t.txt")
     assert users.tolist() == [0, 0, 2] and items.tolist() == [5, 6, 7]
-    with pytest.raises(
-        DataError, match=r"^t.txt line 2: id 'x4' is not a non-negative integer$"
-    ):
+    with pytest.raises(DataError, match=r"^t.txt line 2: id 'x4' is not a non-negative integer$"):
         text.parse_adjacency(b"0 1 2\n1 3 x4 5\n", "t.txt")
     with pytest.raises(DataError, match="t.txt line 1: id '1.5'"):
         text.parse_adjacency(b"0 1.5\n", "t.txt")
     with pytest.raises(DataError, match="t.txt: file is empty"):
         text.parse_adjacency(b" \n\n", "t.txt")
-    with pytest.raises(
-        DataError, match="line 1: id '1234567890123456789' is too large"
-    ):
+    with pytest.raises(DataError, match="line 1: id '1234567890123456789' is too large"):
         text.parse_adjacency(b"0 1234567890123456789\n", "t.txt")

@@ -8,7 +8,6 @@ import numpy as np
 
 from dvr_jax.data.dataset import Dataset
 
-
 # ----------------------------------------------------------------------------- metrics
 
 

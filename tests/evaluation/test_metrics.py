@@ -50,9 +50,7 @@ def test_category_metrics_match_oracle(rng, k):
     recs, heldouts, _, _ = random_lists(rng)
     cats = random_categories(rng)
     rec_cats = jnp.asarray(cats[np.array(recs)][:, :k])
-    target = jnp.asarray(
-        np.array([[any(cats[i, c] > 0 for i in g) for c in range(cats.shape[1])] for g in heldouts])
-    )
+    target = jnp.asarray(np.array([[any(cats[i, c] > 0 for i in g) for c in range(cats.shape[1])] for g in heldouts]))
     np.testing.assert_allclose(
         metrics.category_coverage_at_k(rec_cats, target),
         [oracles.cc(rec, g, k, cats) for rec, g in zip(recs, heldouts)],
@@ -81,9 +79,7 @@ def test_ild_weighted_vectors_match_oracle(rng):
 def test_gini_matches_oracle(rng):
     for counts in [rng.integers(0, 50, 97), rng.zipf(1.5, 300) % 1000, np.zeros(5)]:
         counts = counts.astype(np.float32)
-        np.testing.assert_allclose(
-            metrics.gini_index(jnp.asarray(counts)), oracles.gini(counts), rtol=1e-5, atol=1e-6
-        )
+        np.testing.assert_allclose(metrics.gini_index(jnp.asarray(counts)), oracles.gini(counts), rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- hand tables

@@ -91,7 +91,7 @@ def test_compiles_once(setup):
     before = ranking._accumulate_step._cache_size()
     encode_before = ranking._encode._cache_size()
     for seed in range(3):
-        evaluate(backbone, jax.tree.map(lambda x: x + seed, params), None, ea, ks=KS)
+        evaluate(backbone, jax.tree.map(lambda x, s=seed: x + s, params), None, ea, ks=KS)
     assert ranking._accumulate_step._cache_size() == before + 1
     assert ranking._encode._cache_size() == encode_before + 1
 
@@ -120,7 +120,14 @@ def test_on_device_jit_equals_no_jit_and_host_driver(rng):
 def test_independent_of_chunk_size(setup):
     ds, backbone, params, _ = setup
     results = [
-        evaluate(backbone, params, None, make_eval_arrays(ds, "test", chunk_size=c), ks=KS, item_categories=ds.item_categories)
+        evaluate(
+            backbone,
+            params,
+            None,
+            make_eval_arrays(ds, "test", chunk_size=c),
+            ks=KS,
+            item_categories=ds.item_categories,
+        )
         for c in (1, 4, 7, 1000)
     ]
     for other in results[1:]:
@@ -182,12 +189,10 @@ def test_top_k_stays_a_top_k_kernel(setup):
     ea = make_eval_arrays(ds, "valid", chunk_size=7)
     cats = jnp.asarray(ds.item_categories)
     totals = ranking._init_totals(KS, ds.n_items, True)
-    step = ranking._accumulate_step.lower(
-        totals, params, ea, cats, np.int32(0), score_all=backbone.score_all, ks=KS
+    step = ranking._accumulate_step.lower(totals, params, ea, cats, np.int32(0), score_all=backbone.score_all, ks=KS)
+    on_device = jax.jit(lambda p, e, c: evaluate_on_device(backbone, p, e, ks=KS, item_categories=c)).lower(
+        params, ea, cats
     )
-    on_device = jax.jit(
-        lambda p, e, c: evaluate_on_device(backbone, p, e, ks=KS, item_categories=c)
-    ).lower(params, ea, cats)
     for lowered in (step, on_device):
         hlo = lowered.compile().as_text()
         assert 'custom_call_target="TopK"' in hlo

@@ -75,9 +75,7 @@ def _trained_params(valuator, params, steps: int = 50):
         feats = feats.at[:, -1].set(jnp.abs(feats[:, -1]) + 0.1)
         present = sample_coalition(k_mask, 8).astype(jnp.float64)
         target = loss_target(feats[:, -1], present)
-        grads, _ = jax.grad(valuator.mse_loss, has_aux=True)(
-            params, feats, target, present
-        )
+        grads, _ = jax.grad(valuator.mse_loss, has_aux=True)(params, feats, target, present)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
@@ -132,14 +130,11 @@ def _x64():
 def test_shapley_matches_brute_force(max_order):
     """phi == enumeration of `output` over all 2^B coalitions, B = 3..10, random and
     trained parameters; efficiency and v(empty) = 0."""
-    valuator = make_sample_valuator(
-        max_order=max_order, param_dtype=jnp.float64, **SMALL
-    )
+    valuator = make_sample_valuator(max_order=max_order, param_dtype=jnp.float64, **SMALL)
     random = _random_params(valuator, 10 + max_order)
     trained = _trained_params(valuator, random)
     moved = max(
-        float(jnp.abs(a - b).max())
-        for a, b in zip(jax.tree.leaves(random), jax.tree.leaves(trained), strict=True)
+        float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(random), jax.tree.leaves(trained), strict=True)
     )
     assert moved > 1e-2
     evaluate = _evaluator(valuator)
@@ -163,9 +158,7 @@ def test_dividends_are_the_defined_game(max_order):
     dividends s_2 <u_a, u_b> (non-zero: the game is not additive), nothing above
     `max_order`."""
     n_slots = 6
-    valuator = make_sample_valuator(
-        max_order=max_order, param_dtype=jnp.float64, **SMALL
-    )
+    valuator = make_sample_valuator(max_order=max_order, param_dtype=jnp.float64, **SMALL)
     params = _random_params(valuator, 3)
     feats = _feats(4, n_slots)
     masks = jnp.asarray(all_masks(n_slots), jnp.float64)
@@ -182,9 +175,7 @@ def test_dividends_are_the_defined_game(max_order):
         u = np.asarray(trace.interactions[0])
         codes = np.flatnonzero(sizes == 2)
         expected = [
-            interaction_scale(n_slots, 2)
-            * u[np.flatnonzero(all_masks(n_slots)[c])].prod(axis=0).sum()
-            for c in codes
+            interaction_scale(n_slots, 2) * u[np.flatnonzero(all_masks(n_slots)[c])].prod(axis=0).sum() for c in codes
         ]
         np.testing.assert_allclose(pairs, expected, atol=1e-12 * scale)
         assert np.abs(pairs).max() > 1e-3 * scale
@@ -205,9 +196,7 @@ def test_permutation_equivariance():
     shapley = jax.jit(valuator.shapley)
     phi = np.asarray(shapley(params, feats))
     permuted = np.asarray(shapley(params, feats[perm]))
-    np.testing.assert_allclose(
-        permuted, phi[perm], rtol=0, atol=1e-12 * np.abs(phi).max()
-    )
+    np.testing.assert_allclose(permuted, phi[perm], rtol=0, atol=1e-12 * np.abs(phi).max())
     with jax.enable_x64(False):
         default = make_valuator()  # float32, default widths
         feats32 = _feats(6, 32, np.float32)
@@ -217,9 +206,7 @@ def test_permutation_equivariance():
         phi32 = np.asarray(shapley32(params32, feats32))
         permuted32 = np.asarray(shapley32(params32, feats32[perm32]))
         assert phi32.dtype == np.float32
-        np.testing.assert_allclose(
-            permuted32, phi32[perm32], rtol=0, atol=1e-5 * np.abs(phi32).max()
-        )
+        np.testing.assert_allclose(permuted32, phi32[perm32], rtol=0, atol=1e-5 * np.abs(phi32).max())
 
 
 def test_no_structural_null_players_and_interactions():
@@ -229,9 +216,7 @@ def test_no_structural_null_players_and_interactions():
     feats = _feats(11, n_slots)
     moved = feats.at[0].add(0.5)
     for max_order in (1, 2):
-        valuator = make_sample_valuator(
-            max_order=max_order, param_dtype=jnp.float64, **SMALL
-        )
+        valuator = make_sample_valuator(max_order=max_order, param_dtype=jnp.float64, **SMALL)
         params = jax.jit(valuator.init)(_key(max_order), feats)  # the default init
         forward = jax.jit(valuator.forward)
         out = forward(params, feats)
@@ -252,9 +237,7 @@ def test_batch_size_free():
     """Parameters from `init` on B = 8 evaluate B = 3, 10, 1000: efficiency
     sum(phi) = v(N) - v(empty); at B = 1000 also the closed form of the K = 2 game."""
     for max_order in (2, 3):
-        valuator = make_sample_valuator(
-            max_order=max_order, param_dtype=jnp.float64, **SMALL
-        )
+        valuator = make_sample_valuator(max_order=max_order, param_dtype=jnp.float64, **SMALL)
         params = jax.jit(valuator.init)(_key(3), _feats(0, 8))
         for leaf in jax.tree.leaves(params):
             assert 8 not in leaf.shape

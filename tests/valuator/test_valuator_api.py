@@ -77,18 +77,14 @@ def _feats(seed: int, dtype=np.float32) -> jnp.ndarray:
 
 @pytest.fixture(scope="module")
 def small32():
-    valuator = make_slot_valuator(
-        width=8, act_ratio=0.3, encoder_hidden=(16,), h_dim=3, children_init="cover"
-    )
+    valuator = make_slot_valuator(width=8, act_ratio=0.3, encoder_hidden=(16,), h_dim=3, children_init="cover")
     params = jax.jit(valuator.init)(_key(0), _feats(0))
     return valuator, params
 
 
 EXACT_CONFIGS = {
     "G": dict(variant="G", h_dim=3, act_ratio=0.25),
-    "G-shared-bias": dict(
-        variant="G", h_dim=2, act_ratio=0.25, shared_slot_weights=True, output_bias=True
-    ),
+    "G-shared-bias": dict(variant="G", h_dim=2, act_ratio=0.25, shared_slot_weights=True, output_bias=True),
     "F": dict(variant="F", h_dim=2, act_ratio=0.15, children_init="cover"),
     "P": dict(variant="P", encoder="paper", act_ratio=0.3),
 }
@@ -98,9 +94,7 @@ EXACT_CONFIGS = {
 def test_valuator_shapley_matches_brute_force(name):
     """`shapley(params, feats)` == enumeration of `output(params, feats, mu_S)`."""
     with jax.enable_x64(True):
-        valuator = make_slot_valuator(
-            width=4, encoder_hidden=(8,), param_dtype=jnp.float64, **EXACT_CONFIGS[name]
-        )
+        valuator = make_slot_valuator(width=4, encoder_hidden=(8,), param_dtype=jnp.float64, **EXACT_CONFIGS[name])
         feats = _feats(1, np.float64)
         params = _random_params(valuator, feats, 3, EXACT_CONFIGS[name]["act_ratio"])
         if "bias" in params["harsanyi"]:
@@ -116,15 +110,11 @@ def test_valuator_shapley_matches_brute_force(name):
         table, phi = np.asarray(table), np.asarray(out.shapley)
         bias = 0.7 if "bias" in name else 0.0
         tol = 1e-10 * max(1.0, abs(table[-1]))
-        np.testing.assert_allclose(
-            phi, brute_force_shapley(table, N_SLOTS), rtol=0, atol=tol
-        )
+        np.testing.assert_allclose(phi, brute_force_shapley(table, N_SLOTS), rtol=0, atol=tol)
         np.testing.assert_allclose(phi.sum(), float(out.prediction) - bias, atol=tol)
         np.testing.assert_allclose(table[0], bias, atol=1e-15)
         assert float(out.active_fraction) > 0 and np.abs(phi).max() > 1e-6
-        null = ~np.any(
-            np.asarray(params["harsanyi"]["block_0"]["children_logits"]) > 0, axis=0
-        )
+        null = ~np.any(np.asarray(params["harsanyi"]["block_0"]["children_logits"]) > 0, axis=0)
         if name.startswith("G"):
             np.testing.assert_allclose(float(out.null_fraction), null.mean())
             assert np.all(phi[null] == 0.0)
@@ -209,19 +199,13 @@ def test_children_init_random_and_cover():
     k = children_count(ratio, n_slots)
     assert k == 10 and children_count(0.01, 100) == 1 and children_count(1e-5, 50) == 1
     key = _key(0)
-    random = (
-        np.asarray(children_logits_init("random", ratio)(key, (n_units, n_slots))) > 0
-    )
-    cover = (
-        np.asarray(children_logits_init("cover", ratio)(key, (n_units, n_slots))) > 0
-    )
+    random = np.asarray(children_logits_init("random", ratio)(key, (n_units, n_slots))) > 0
+    cover = np.asarray(children_logits_init("cover", ratio)(key, (n_units, n_slots))) > 0
     np.testing.assert_array_equal(random.sum(axis=1), k)
     null_random = np.mean(~random.any(axis=0))
     assert abs(null_random - (1 - k / n_slots) ** n_units) < 0.05
     assert cover.any(axis=0).all()
-    assert (
-        cover.sum(axis=1) >= k
-    ).all() and cover.sum() == n_units * k  # B = M * k: a partition
+    assert (cover.sum(axis=1) >= k).all() and cover.sum() == n_units * k  # B = M * k: a partition
     with pytest.raises(ValueError):
         children_logits_init("everything")
 
@@ -246,9 +230,7 @@ def test_compiles_once(small32):
 
     @jax.jit
     def step(params, feats, target):
-        (loss, out), grads = jax.value_and_grad(valuator.mse_loss, has_aux=True)(
-            params, feats, target
-        )
+        (loss, out), grads = jax.value_and_grad(valuator.mse_loss, has_aux=True)(params, feats, target)
         return loss, out.shapley, valuator.probabilities(params, out.shapley), grads
 
     shapley = jax.jit(valuator.shapley)
@@ -284,13 +266,9 @@ def test_one_optimizer_trains_encoder_harsanyi_and_offset(small32):
     for leaf in jax.tree.leaves(new):
         assert np.isfinite(np.asarray(leaf)).all()
     for part in ("encoder", "harsanyi", "offset"):
-        changed = jax.tree.map(
-            lambda a, b: bool(jnp.any(a != b)), params[part], new[part]
-        )
+        changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params[part], new[part])
         assert any(jax.tree.leaves(changed)), part
-    assert any(
-        float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(mse_grads["encoder"])
-    )
+    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(mse_grads["encoder"]))
     assert float(mse_grads["offset"]) == 0.0
 
 
@@ -312,20 +290,14 @@ def test_freeze_encoder_compat_and_coalition_target(small32):
 
     @jax.jit
     def update(params, opt_state):
-        grads, _ = jax.grad(valuator.mse_loss, has_aux=True)(
-            params, feats, target, present
-        )
+        grads, _ = jax.grad(valuator.mse_loss, has_aux=True)(params, feats, target, present)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates)
 
     new = update(params, optimizer.init(params))
-    for a, b in zip(
-        jax.tree.leaves(params["encoder"]), jax.tree.leaves(new["encoder"]), strict=True
-    ):
+    for a, b in zip(jax.tree.leaves(params["encoder"]), jax.tree.leaves(new["encoder"]), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    changed = jax.tree.map(
-        lambda a, b: bool(jnp.any(a != b)), params["harsanyi"], new["harsanyi"]
-    )
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), params["harsanyi"], new["harsanyi"])
     assert any(jax.tree.leaves(changed))
 
 
@@ -343,9 +315,7 @@ def test_probability_maps():
     expected = 1e-3 + (1 - 2e-3) / (1 + np.exp(-(z + 1.0)))
     np.testing.assert_allclose(np.asarray(shifted), expected, rtol=1e-5)
     code = shapley_to_probabilities(phi, jnp.asarray(0.0), value_map="code")
-    np.testing.assert_allclose(
-        np.asarray(code), np.clip(100 * (np.asarray(phi) + 0.3), 0, 1)
-    )
+    np.testing.assert_allclose(np.asarray(code), np.clip(100 * (np.asarray(phi) + 0.3), 0, 1))
     assert float(code[0]) == 0.0  # the arg-min sample always gets 0, as in the released code
     constant = shapley_to_probabilities(jnp.zeros(4), jnp.asarray(0.0))
     np.testing.assert_allclose(np.asarray(constant), 0.5, rtol=1e-6)
@@ -358,14 +328,9 @@ def test_targets_and_mse():
     present = jnp.asarray([True, False, True, False])
     assert float(loss_target(losses, present)) == -2.5
     assert float(metric_target(jnp.asarray(0.123))) == pytest.approx(12.3)
-    grad_target = jax.grad(lambda t: prediction_mse(jnp.asarray(1.0), t))(
-        jnp.asarray(3.0)
-    )
+    grad_target = jax.grad(lambda t: prediction_mse(jnp.asarray(1.0), t))(jnp.asarray(3.0))
     assert float(grad_target) == 0.0
-    assert (
-        float(jax.grad(lambda y: prediction_mse(y, jnp.asarray(3.0)))(jnp.asarray(1.0)))
-        == -4.0
-    )
+    assert float(jax.grad(lambda y: prediction_mse(y, jnp.asarray(3.0)))(jnp.asarray(1.0))) == -4.0
     with pytest.raises(ValueError):
         loss_target(losses, scale="median")
 
@@ -384,15 +349,11 @@ def test_features_from_backbone_are_stop_gradient():
             backbone.score_pairs(bparams, users, pos),
             backbone.score_pairs(bparams, users, neg),
         )
-        return valuator_features(
-            backbone.pair_features(bparams, users, pos, neg), losses
-        )
+        return valuator_features(backbone.pair_features(bparams, users, pos, neg), losses)
 
     feats = features(bparams)
     assert feats.shape == (3, 7) and feats.dtype == jnp.float32
-    np.testing.assert_allclose(
-        np.asarray(feats[:, :2]), np.asarray(bparams["user"][users])
-    )
+    np.testing.assert_allclose(np.asarray(feats[:, :2]), np.asarray(bparams["user"][users]))
     grads = jax.grad(lambda p: jnp.sum(features(p)))(bparams)
     assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
@@ -411,15 +372,11 @@ def test_explanation_export_and_cosine():
     np.testing.assert_array_equal(rows["user"], [3, 1, 2])
     np.testing.assert_array_equal(rows["neg_item"], [20, 21, 22])
     np.testing.assert_allclose(rows["shapley"], phi)
-    assert np.isnan(
-        explanation_rows(phi, [0, 1, 2], [0, 1, 2], [0, 1, 2])["loss"]
-    ).all()
+    assert np.isnan(explanation_rows(phi, [0, 1, 2], [0, 1, 2], [0, 1, 2])["loss"]).all()
     expected = -(phi @ losses) / (np.linalg.norm(phi) * np.linalg.norm(losses))
     got = float(shapley_loss_cosine(jnp.asarray(phi, jnp.float32), jnp.asarray(losses)))
     assert got == pytest.approx(expected, rel=1e-5)
-    assert float(shapley_loss_cosine(-jnp.asarray(losses), jnp.asarray(losses))) == (
-        pytest.approx(1.0)
-    )
+    assert float(shapley_loss_cosine(-jnp.asarray(losses), jnp.asarray(losses))) == (pytest.approx(1.0))
     assert float(shapley_loss_cosine(jnp.zeros(3), jnp.asarray(losses))) == 0.0
 
 

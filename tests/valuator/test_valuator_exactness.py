@@ -54,9 +54,7 @@ def _design_children(rng, n_slots, width, widths, grouped):
     """Layer-1 units 0, 1 read disjoint player halves; deeper unit 0 reads both."""
     n_inputs = n_slots * (1 if grouped else width)
     owner = np.arange(n_inputs) if grouped else np.arange(n_inputs) // width
-    first = _random_children(
-        rng, widths[0], n_inputs, 0.35 if grouped else 0.35 / width
-    )
+    first = _random_children(rng, widths[0], n_inputs, 0.35 if grouped else 0.35 / width)
     half = n_slots // 2
     for unit, allowed in ((0, owner < half), (1, owner >= half)):
         if unit < widths[0]:
@@ -80,9 +78,7 @@ def _build(rng, *, grouped, n_slots, h_dim, n_layers, width, gamma=1000.0, const
     slots = rng.normal(size=(n_slots, h_dim))
     if const:
         slots = np.concatenate([slots, np.ones((n_slots, 1))], axis=1)
-    net = HarsanyiNet(
-        widths, grouped=grouped, gamma_trig=gamma, param_dtype=jnp.float64
-    )
+    net = HarsanyiNet(widths, grouped=grouped, gamma_trig=gamma, param_dtype=jnp.float64)
     children = _design_children(rng, n_slots, slots.shape[1], widths, grouped)
     params = {}
     for layer in range(n_layers):
@@ -116,9 +112,7 @@ def _grid():
     cases = []
     for variant in ("G", "F", "P"):
         h_dims = (1,) if variant == "P" else (1, 2, 4)
-        for n_slots, h_dim, n_layers, width in itertools.product(
-            range(3, 11), h_dims, (1, 2, 3), (4, 8)
-        ):
+        for n_slots, h_dim, n_layers, width in itertools.product(range(3, 11), h_dims, (1, 2, 3), (4, 8)):
             index = len(cases)
             gamma = 1000.0 if index % 3 else 2.0  # also exercise non-saturated triggers
             const = variant == "G" and index % 2 == 0
@@ -132,9 +126,7 @@ PAD_SLOTS, PAD_WIDTH, PAD_LAYERS = 10, 8, 3
 
 def _active_share(params, slots, *, grouped, gamma, n_layers):
     """Share of units with z > 0 on the full batch (NumPy oracle)."""
-    _, acts = harsanyi_forward(
-        params, slots[None], grouped=grouped, gamma=gamma, n_layers=n_layers
-    )
+    _, acts = harsanyi_forward(params, slots[None], grouped=grouped, gamma=gamma, n_layers=n_layers)
     return np.mean(np.concatenate([a[0] > 0 for a in acts]))
 
 
@@ -152,9 +144,7 @@ def _live_case(seed, *, grouped, n_slots, h_dim, n_layers, width, gamma, const):
             gamma=gamma,
             const=const,
         )
-        share = _active_share(
-            params, slots, grouped=grouped, gamma=gamma, n_layers=n_layers
-        )
+        share = _active_share(params, slots, grouped=grouped, gamma=gamma, n_layers=n_layers)
         if share >= 1 / 3:
             return params, slots, children, share
     raise AssertionError("could not draw a live network")
@@ -170,17 +160,9 @@ def _pad(params, slots, *, grouped, pad_features):
     padded_slots[:n_slots, :width] = slots
     out = {}
     for layer in range(PAD_LAYERS):
-        n_in = (
-            (PAD_SLOTS if grouped else PAD_SLOTS * pad_features)
-            if layer == 0
-            else PAD_WIDTH
-        )
+        n_in = (PAD_SLOTS if grouped else PAD_SLOTS * pad_features) if layer == 0 else PAD_WIDTH
         logits = -np.ones((PAD_WIDTH, n_in))
-        weights = np.zeros(
-            (pad_features, PAD_WIDTH, PAD_SLOTS)
-            if grouped and layer == 0
-            else (PAD_WIDTH, n_in)
-        )
+        weights = np.zeros((pad_features, PAD_WIDTH, PAD_SLOTS) if grouped and layer == 0 else (PAD_WIDTH, n_in))
         readout = np.zeros(PAD_WIDTH)
         if f"block_{layer}" in params:
             real_logits = params[f"block_{layer}"]["children_logits"]
@@ -221,12 +203,8 @@ def test_h1_h2_exact_against_brute_force(variant):
             gamma=gamma,
             const=const,
         )
-        if (
-            n_layers >= 2
-        ):  # deeper unit 0 reads two children with disjoint receptive fields
-            owner = (
-                None if grouped else np.arange(children[0].shape[1]) // slots.shape[1]
-            )
+        if n_layers >= 2:  # deeper unit 0 reads two children with disjoint receptive fields
+            owner = None if grouped else np.arange(children[0].shape[1]) // slots.shape[1]
             first = receptive_sets(children[:1], owner)[0]
             assert children[1][0, :2].all() and not (first[0] & first[1])
         real.append((params, slots, gamma, n_layers, share))
@@ -254,25 +232,15 @@ def test_h1_h2_exact_against_brute_force(variant):
         outputs[rows], phis[rows] = np.asarray(out), np.asarray(phi)
     for index, (params, slots, gamma, n_layers, share) in enumerate(real):
         n_slots = slots.shape[0]
-        table = _game_table(
-            params, slots, grouped=grouped, gamma=gamma, n_layers=n_layers
-        )
+        table = _game_table(params, slots, grouped=grouped, gamma=gamma, n_layers=n_layers)
         phi_bf = brute_force_shapley(table, n_slots)
         tol = 1e-10 * max(1.0, abs(table[-1]))
         context = f"case {cases[index]}"
-        np.testing.assert_allclose(
-            outputs[index], table[-1], rtol=0, atol=tol, err_msg=context
-        )
-        np.testing.assert_allclose(
-            phis[index, :n_slots], phi_bf, rtol=0, atol=tol, err_msg=context
-        )
-        np.testing.assert_array_equal(
-            phis[index, n_slots:], 0.0
-        )  # absent padding slots
+        np.testing.assert_allclose(outputs[index], table[-1], rtol=0, atol=tol, err_msg=context)
+        np.testing.assert_allclose(phis[index, :n_slots], phi_bf, rtol=0, atol=tol, err_msg=context)
+        np.testing.assert_array_equal(phis[index, n_slots:], 0.0)  # absent padding slots
         assert table[0] == 0.0  # no c0: the empty coalition is worth exactly 0
-        np.testing.assert_allclose(
-            phis[index].sum(), table[-1] - table[0], atol=tol, err_msg=context
-        )
+        np.testing.assert_allclose(phis[index].sum(), table[-1] - table[0], atol=tol, err_msg=context)
         assert share >= 1 / 3
     nontrivial = [np.abs(phis[i]).max() > 1e-3 for i in range(len(cases))]
     assert np.mean(nontrivial) >= 0.9
@@ -282,14 +250,10 @@ def test_h1_nontrivial_values():
     """The grid is not trivially passing: units are alive and Shapley values are far
     from 0."""
     rng = np.random.default_rng(7)
-    net, params, slots, _ = _build(
-        rng, grouped=True, n_slots=8, h_dim=2, n_layers=3, width=8
-    )
+    net, params, slots, _ = _build(rng, grouped=True, n_slots=8, h_dim=2, n_layers=3, width=8)
     trace = net.apply({"params": params}, jnp.asarray(slots))
     phi = np.asarray(sample_shapley(trace, 8))
-    assert (
-        np.mean(np.concatenate([np.asarray(z) > 0 for z in trace.activations])) >= 1 / 3
-    )
+    assert np.mean(np.concatenate([np.asarray(z) > 0 for z in trace.activations])) >= 1 / 3
     assert np.abs(phi).max() > 1e-2
     assert np.count_nonzero(np.abs(phi) > 1e-6) >= 4
 
@@ -298,9 +262,7 @@ def test_h1_nontrivial_values():
 def test_h3_null_player(grouped):
     """A slot in no receptive field has phi = 0 and never changes v(S)."""
     rng = np.random.default_rng(3)
-    net, params, slots, _ = _build(
-        rng, grouped=grouped, n_slots=6, h_dim=2, n_layers=2, width=6
-    )
+    net, params, slots, _ = _build(rng, grouped=grouped, n_slots=6, h_dim=2, n_layers=2, width=6)
     null = 5
     logits = params["block_0"]["children_logits"]
     if grouped:
@@ -313,23 +275,17 @@ def test_h3_null_player(grouped):
     assert np.abs(phi).max() > 1e-3
     table = _game_table(params, slots, grouped=grouped, gamma=1000.0, n_layers=2)
     without = [code for code in range(2**6) if not code >> null & 1]
-    np.testing.assert_array_equal(
-        table[[c | 1 << null for c in without]], table[without]
-    )
+    np.testing.assert_array_equal(table[[c | 1 << null for c in without]], table[without])
     np.testing.assert_allclose(phi, brute_force_shapley(table, 6), atol=1e-12)
 
 
 def test_h4_intersection_rf_fails_brute_force():
     """H4: the intersection RF (the released code's rule) breaks exactness and efficiency (2-child unit)."""
     rng = np.random.default_rng(4)
-    net, params, slots, children = _build(
-        rng, grouped=True, n_slots=8, h_dim=2, n_layers=2, width=4
-    )
+    net, params, slots, children = _build(rng, grouped=True, n_slots=8, h_dim=2, n_layers=2, width=4)
     params["block_1"]["children_logits"][0] = np.array([1.0, 1.0, -1.0, -1.0])
     params["block_0"]["weights"] = np.abs(params["block_0"]["weights"])
-    slots = (
-        np.abs(slots) + 0.1
-    )  # every unit alive, so the disjoint-RF unit carries a dividend
+    slots = np.abs(slots) + 0.1  # every unit alive, so the disjoint-RF unit carries a dividend
     trace = net.apply({"params": params}, jnp.asarray(slots))
     assert float(trace.activations[1][0]) > 0
     table = _game_table(params, slots, grouped=True, gamma=1000.0, n_layers=2)
@@ -353,12 +309,7 @@ def test_h5_documented_counterexample_game():
     features = {"a1": 0, "a2": 1, "c1": 2}
     owner = {0: 0, 1: 0, 2: 1}
     phi_feat = subset_game_shapley(3, lambda s: float({0, 1, 2} <= s))
-    feature_sums = np.array(
-        [
-            phi_feat[[k for k in features.values() if owner[k] == b]].sum()
-            for b in (0, 1)
-        ]
-    )
+    feature_sums = np.array([phi_feat[[k for k in features.values() if owner[k] == b]].sum() for b in (0, 1)])
     np.testing.assert_allclose(feature_sums, [2 / 3, 1 / 3], atol=1e-15)
     sample_phi = subset_game_shapley(2, lambda s: float({0, 1} <= s))
     np.testing.assert_allclose(sample_phi, [0.5, 0.5], atol=1e-15)
@@ -366,9 +317,7 @@ def test_h5_documented_counterexample_game():
 
 def test_h5_counterexample_in_a_network():
     """The same game in a flat Harsanyi net: per-sample feature sums are wrong."""
-    slots = np.array(
-        [[0.5, 0.8], [0.9, 0.3]]
-    )  # sample 0 owns features 0, 1; sample 1: 2, 3
+    slots = np.array([[0.5, 0.8], [0.9, 0.3]])  # sample 0 owns features 0, 1; sample 1: 2, 3
     net = HarsanyiNet((1,), grouped=False, param_dtype=jnp.float64)
     params = {
         "block_0": {
@@ -381,9 +330,7 @@ def test_h5_counterexample_in_a_network():
     total = float(trace.output)
     assert total > 0
     per_feature = np.asarray(feature_shapley(trace))
-    np.testing.assert_allclose(
-        per_feature, total * np.array([1, 1, 1, 0]) / 3, atol=1e-15
-    )
+    np.testing.assert_allclose(per_feature, total * np.array([1, 1, 1, 0]) / 3, atol=1e-15)
     sums = np.asarray(group_features(jnp.asarray(per_feature), 2))
     np.testing.assert_allclose(sums, total * np.array([2, 1]) / 3, atol=1e-15)
     phi = np.asarray(sample_shapley(trace, 2, grouped=False))
@@ -417,17 +364,11 @@ def test_h5_feature_sums_differ_on_random_net():
         n_layers=2,
     )
     np.testing.assert_allclose(per_feature, brute_force_shapley(values, 12), atol=1e-10)
-    sample_bf = brute_force_shapley(
-        _game_table(params, slots, grouped=False, gamma=1000.0, n_layers=2), 4
-    )
+    sample_bf = brute_force_shapley(_game_table(params, slots, grouped=False, gamma=1000.0, n_layers=2), 4)
     sums = np.asarray(group_features(jnp.asarray(per_feature), 4))
-    np.testing.assert_allclose(
-        sums.sum(), sample_bf.sum(), atol=1e-10
-    )  # both efficient
+    np.testing.assert_allclose(sums.sum(), sample_bf.sum(), atol=1e-10)  # both efficient
     assert np.abs(sums - sample_bf).max() > 1e-3
-    np.testing.assert_allclose(
-        np.asarray(sample_shapley(trace, 4, grouped=False)), sample_bf, atol=1e-10
-    )
+    np.testing.assert_allclose(np.asarray(sample_shapley(trace, 4, grouped=False)), sample_bf, atol=1e-10)
 
 
 def test_h6_sample_major_grouping():
@@ -436,9 +377,7 @@ def test_h6_sample_major_grouping():
     values = np.arange(n_slots * h_dim, dtype=np.float64) ** 1.5
     owner = np.arange(n_slots * h_dim) // h_dim
     by_loop = np.array([values[owner == b].sum() for b in range(n_slots)])
-    np.testing.assert_allclose(
-        np.asarray(group_features(jnp.asarray(values), n_slots)), by_loop
-    )
+    np.testing.assert_allclose(np.asarray(group_features(jnp.asarray(values), n_slots)), by_loop)
     wrong = values.reshape(h_dim, n_slots).sum(axis=0)
     assert np.abs(wrong - by_loop).max() > 1.0
 
@@ -446,9 +385,7 @@ def test_h6_sample_major_grouping():
 def test_h6_compat_values_are_misindexed():
     """`C_compat` reproduces the code's slot values, which are not brute force's."""
     rng = np.random.default_rng(6)
-    net, params, slots, _ = _build(
-        rng, grouped=False, n_slots=4, h_dim=3, n_layers=2, width=6
-    )
+    net, params, slots, _ = _build(rng, grouped=False, n_slots=4, h_dim=3, n_layers=2, width=6)
     trace = net.apply({"params": params}, jnp.asarray(slots))
     compat = np.asarray(compat_shapley(trace, 4))
     hard = [np.asarray(m) > 0 for m in trace.masks]
@@ -456,13 +393,9 @@ def test_h6_compat_values_are_misindexed():
     zs = [np.asarray(z) for z in trace.activations]
     vs = [params[f"readout_{layer}"] for layer in range(2)]
     per_feature = attribution(sets, zs, vs, 12)
-    by_code = np.array(
-        [sum(per_feature[r * 4 + c] for r in range(3)) for c in range(4)]
-    )
+    by_code = np.array([sum(per_feature[r * 4 + c] for r in range(3)) for c in range(4)])
     np.testing.assert_allclose(compat, by_code, atol=1e-12)
-    phi_bf = brute_force_shapley(
-        _game_table(params, slots, grouped=False, gamma=1000.0, n_layers=2), 4
-    )
+    phi_bf = brute_force_shapley(_game_table(params, slots, grouped=False, gamma=1000.0, n_layers=2), 4)
     assert np.abs(compat - phi_bf).max() > 1e-3
 
 
@@ -481,9 +414,7 @@ def test_h9_additive_game():
     slots = np.ones((n_slots, 1))
     trace = net.apply({"params": params}, jnp.asarray(slots))
     np.testing.assert_array_equal(np.asarray(trace.activations[0]), np.ones(n_slots))
-    np.testing.assert_allclose(
-        np.asarray(sample_shapley(trace, n_slots)), a, atol=1e-15
-    )
+    np.testing.assert_allclose(np.asarray(sample_shapley(trace, n_slots)), a, atol=1e-15)
     table = _game_table(params, slots, grouped=True, gamma=1000.0, n_layers=1)
     masks = all_masks(n_slots)
     np.testing.assert_allclose(table, masks @ a, atol=1e-14)

@@ -73,10 +73,7 @@ def test_h7_ste_gradient_is_beta_sigmoid_prime_times_mask_gradient():
     grads = jax.jit(jax.grad(output))(params)
     assert float(output(params)) != 0.0
     relaxed = jax.jit(_output_given_masks)
-    taus = [
-        (params[f"block_{i}"]["children_logits"] > 0).astype(jnp.float64)
-        for i in (0, 1)
-    ]
+    taus = [(params[f"block_{i}"]["children_logits"] > 0).astype(jnp.float64) for i in (0, 1)]
     step = 1e-6
     for layer in (0, 1):
         logits = np.asarray(params[f"block_{layer}"]["children_logits"])
@@ -92,9 +89,7 @@ def test_h7_ste_gradient_is_beta_sigmoid_prime_times_mask_gradient():
         expected = BETA * sig * (1.0 - sig) * fd
         got = np.asarray(grads[f"block_{layer}"]["children_logits"])
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
-        assert (
-            np.abs(got).max() > 1e-3
-        )  # both paths (A * tau and the trigger) carry gradient
+        assert np.abs(got).max() > 1e-3  # both paths (A * tau and the trigger) carry gradient
 
 
 def test_h8_finite_gradients_at_exact_zeros():
@@ -102,9 +97,7 @@ def test_h8_finite_gradients_at_exact_zeros():
     finite and equal plain autodiff through jnp.prod."""
     rng = np.random.default_rng(2)
     params, slots = _two_layer_params(rng)
-    params["block_0"]["weights"] = (
-        params["block_0"]["weights"].at[:, 1, :].multiply(-1.0)
-    )
+    params["block_0"]["weights"] = params["block_0"]["weights"].at[:, 1, :].multiply(-1.0)
     present = jnp.asarray([1.0, 1.0, 0.0, 1.0, 1.0])  # slot 2 absent: trigger exactly 0
     net = HarsanyiNet((3, 3), gamma_trig=GAMMA, beta=BETA, param_dtype=jnp.float64)
 
@@ -114,9 +107,7 @@ def test_h8_finite_gradients_at_exact_zeros():
     trace = jax.jit(net.apply)({"params": params}, slots * present[:, None])
     assert float(trace.activations[0][1]) == 0.0  # dead layer-1 unit 1 ...
     assert float(trace.masks[1][0, 1]) == 1.0  # ... is a child of layer-2 unit 0
-    grads = jax.jit(jax.grad(lambda p, x: (output(p, x) - 3.0) ** 2, argnums=(0, 1)))(
-        params, slots
-    )
+    grads = jax.jit(jax.grad(lambda p, x: (output(p, x) - 3.0) ** 2, argnums=(0, 1)))(params, slots)
     for leaf in jax.tree.leaves(grads):
         assert np.isfinite(np.asarray(leaf)).all()
     # A dead child still tells the STE whether dropping it would help (ReLU(g) * delta).
@@ -124,9 +115,7 @@ def test_h8_finite_gradients_at_exact_zeros():
 
     def plain_prod_units(tau, contributions, triggers):
         factors = tau * triggers[None, :] + (1.0 - tau)
-        return jax.nn.relu(jnp.sum(tau * contributions, axis=1)) * jnp.prod(
-            factors, axis=1
-        )
+        return jax.nn.relu(jnp.sum(tau * contributions, axis=1)) * jnp.prod(factors, axis=1)
 
     def plain_contrib(weights, inputs):
         return jnp.einsum("kmb,bk->mb", weights, inputs)
@@ -140,9 +129,7 @@ def test_h8_finite_gradients_at_exact_zeros():
             plain_contrib(p["block_0"]["weights"], x),
             jnp.tanh(GAMMA * jnp.sum(jnp.abs(x), axis=1)),
         )
-        z2 = plain_prod_units(
-            tau1, p["block_1"]["weights"] * z1[None, :], jnp.tanh(GAMMA * jnp.abs(z1))
-        )
+        z2 = plain_prod_units(tau1, p["block_1"]["weights"] * z1[None, :], jnp.tanh(GAMMA * jnp.abs(z1)))
         y = jnp.dot(p["readout_0"], z1) + jnp.dot(p["readout_1"], z2)
         return (y - 3.0) ** 2
 
@@ -164,9 +151,7 @@ def test_and_product_gradient_matches_autodiff_with_zeros():
             [1.0, 1e-300, 0.2, 1.0],  # tiny factor
         ]
     )
-    np.testing.assert_array_equal(
-        np.asarray(jax.jit(and_product)(factors)), np.asarray(jnp.prod(factors, axis=1))
-    )
+    np.testing.assert_array_equal(np.asarray(jax.jit(and_product)(factors)), np.asarray(jnp.prod(factors, axis=1)))
     weights = jnp.asarray([1.0, -2.0, 0.5, 3.0])
     got = jax.jit(jax.grad(lambda f: jnp.dot(weights, and_product(f))))(factors)
     want = jax.jit(jax.grad(lambda f: jnp.dot(weights, jnp.prod(f, axis=1))))(factors)
@@ -183,14 +168,8 @@ def test_slot_contributions_matches_einsum():
         rtol=1e-14,
     )
     cot = jnp.asarray(rng.normal(size=(4, 6)))
-    got = jax.jit(
-        jax.grad(lambda w, x: jnp.sum(cot * slot_contributions(w, x)), argnums=(0, 1))
-    )
-    want = jax.jit(
-        jax.grad(
-            lambda w, x: jnp.sum(cot * jnp.einsum("kmb,bk->mb", w, x)), argnums=(0, 1)
-        )
-    )
+    got = jax.jit(jax.grad(lambda w, x: jnp.sum(cot * slot_contributions(w, x)), argnums=(0, 1)))
+    want = jax.jit(jax.grad(lambda w, x: jnp.sum(cot * jnp.einsum("kmb,bk->mb", w, x)), argnums=(0, 1)))
     for a, b in zip(got(weights, inputs), want(weights, inputs), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=1e-15)
     check_grads(jax.jit(slot_contributions), (weights, inputs), order=1, modes=["rev"])

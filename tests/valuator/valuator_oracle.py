@@ -36,11 +36,7 @@ def brute_force_shapley(values: np.ndarray, n_players: int) -> np.ndarray:
             if code >> player & 1:
                 continue
             size = bin(code).count("1")
-            weight = (
-                math.factorial(size)
-                * math.factorial(n_players - size - 1)
-                / math.factorial(n_players)
-            )
+            weight = math.factorial(size) * math.factorial(n_players - size - 1) / math.factorial(n_players)
             phi[player] += weight * (values[code | (1 << player)] - values[code])
     return phi
 
@@ -94,9 +90,7 @@ def harsanyi_forward(
     return output + float(hparams.get("bias", 0.0)), activations
 
 
-def receptive_sets(
-    children: list[np.ndarray], owner: np.ndarray | None, rule: str = "union"
-) -> list[list[set[int]]]:
+def receptive_sets(children: list[np.ndarray], owner: np.ndarray | None, rule: str = "union") -> list[list[set[int]]]:
     """Receptive fields as Python sets, layer by layer.
 
     Args:
@@ -119,9 +113,7 @@ def receptive_sets(
             if rule == "union":
                 layer.append(set().union(*kids))
             else:
-                layer.append(
-                    set(everything).intersection(*kids) if kids else set(everything)
-                )
+                layer.append(set(everything).intersection(*kids) if kids else set(everything))
         sets.append(layer)
     return sets
 
@@ -144,10 +136,7 @@ def attribution(
 def subset_game_shapley(players: int, value) -> np.ndarray:
     """Brute-force Shapley values of a game given as a function of a frozenset."""
     table = np.array(
-        [
-            value(frozenset(p for p in range(players) if code >> p & 1))
-            for code in range(2**players)
-        ],
+        [value(frozenset(p for p in range(players) if code >> p & 1)) for code in range(2**players)],
         dtype=np.float64,
     )
     return brute_force_shapley(table, players)
