@@ -2,59 +2,94 @@
 
 The public functional primitives (pure functions and NamedTuples of pure functions; the
 caller jits). Shapes follow the legend in `dvr_jax.typing`.
+
+Names resolve lazily (PEP 562): `import dvr_jax` loads nothing heavy, and importing one part
+(say `dvr_jax.baselines`) does not load the others (DVR, the valuator).
 """
 
-from dvr_jax.adapter import (
-    AdapterState,
-    advantage,
-    bernoulli_log_prob,
-    exploration_penalty,
-    init_adapter,
-    policy_loss,
-    select,
-)
-from dvr_jax.backbones import BACKBONES, Backbone, make_backbone
-from dvr_jax.baselines import make_popularity
-from dvr_jax.data import DataError, Dataset, load_dataset
-from dvr_jax.dvr import DVRConfig, DVRData, DVRState, create_dvr_state, make_dvr_step
-from dvr_jax.evaluation import (
-    EvalArrays,
-    category_coverage_at_k,
-    evaluate,
-    evaluate_on_device,
-    gini_index,
-    intra_list_distance_at_k,
-    make_eval_arrays,
-    ndcg_at_k,
-    recall_at_k,
-    recall_norm_at_k,
-    topk_lists,
-)
-from dvr_jax.losses import bpr_per_sample, reduce_loss
-from dvr_jax.rewards import RewardData, make_reward_data, make_reward_fn
-from dvr_jax.sampler import (
-    TrainArrays,
-    epoch_batches,
-    is_training_positive,
-    make_train_arrays,
-    sample_triplets,
-    sample_uniform_negatives,
-)
-from dvr_jax.sharding import make_data_mesh, shard_step
-from dvr_jax.state import LearnerState, make_adam
-from dvr_jax.train import StepData, create_backbone_state, make_bpr_step
-from dvr_jax.typing import Array, Params
-from dvr_jax.valuator import (
-    Valuator,
-    ValuatorOutput,
-    explanation_rows,
-    make_sample_valuator,
-    make_slot_valuator,
-    make_valuator,
-    shapley_loss_cosine,
-    shapley_to_probabilities,
-    valuator_features,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dvr_jax.typing import Array, Params
+    from dvr_jax.valuator import Valuator
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "AdapterState": "dvr_jax.adapter",
+    "advantage": "dvr_jax.adapter",
+    "bernoulli_log_prob": "dvr_jax.adapter",
+    "exploration_penalty": "dvr_jax.adapter",
+    "init_adapter": "dvr_jax.adapter",
+    "policy_loss": "dvr_jax.adapter",
+    "select": "dvr_jax.adapter",
+    "BACKBONES": "dvr_jax.backbones",
+    "Backbone": "dvr_jax.backbones",
+    "make_backbone": "dvr_jax.backbones",
+    "make_popularity": "dvr_jax.baselines",
+    "DataError": "dvr_jax.data",
+    "Dataset": "dvr_jax.data",
+    "load_dataset": "dvr_jax.data",
+    "DVRConfig": "dvr_jax.dvr",
+    "DVRData": "dvr_jax.dvr",
+    "DVRState": "dvr_jax.dvr",
+    "create_dvr_state": "dvr_jax.dvr",
+    "make_dvr_step": "dvr_jax.dvr",
+    "EvalArrays": "dvr_jax.evaluation",
+    "category_coverage_at_k": "dvr_jax.evaluation",
+    "evaluate": "dvr_jax.evaluation",
+    "evaluate_on_device": "dvr_jax.evaluation",
+    "gini_index": "dvr_jax.evaluation",
+    "intra_list_distance_at_k": "dvr_jax.evaluation",
+    "make_eval_arrays": "dvr_jax.evaluation",
+    "ndcg_at_k": "dvr_jax.evaluation",
+    "recall_at_k": "dvr_jax.evaluation",
+    "recall_norm_at_k": "dvr_jax.evaluation",
+    "topk_lists": "dvr_jax.evaluation",
+    "bpr_per_sample": "dvr_jax.losses",
+    "reduce_loss": "dvr_jax.losses",
+    "RewardData": "dvr_jax.rewards",
+    "make_reward_data": "dvr_jax.rewards",
+    "make_reward_fn": "dvr_jax.rewards",
+    "TrainArrays": "dvr_jax.sampler",
+    "epoch_batches": "dvr_jax.sampler",
+    "is_training_positive": "dvr_jax.sampler",
+    "make_train_arrays": "dvr_jax.sampler",
+    "sample_triplets": "dvr_jax.sampler",
+    "sample_uniform_negatives": "dvr_jax.sampler",
+    "make_data_mesh": "dvr_jax.sharding",
+    "shard_step": "dvr_jax.sharding",
+    "LearnerState": "dvr_jax.state",
+    "make_adam": "dvr_jax.state",
+    "StepData": "dvr_jax.train",
+    "create_backbone_state": "dvr_jax.train",
+    "make_bpr_step": "dvr_jax.train",
+    "Array": "dvr_jax.typing",
+    "Params": "dvr_jax.typing",
+    "Valuator": "dvr_jax.valuator",
+    "ValuatorOutput": "dvr_jax.valuator",
+    "explanation_rows": "dvr_jax.valuator",
+    "make_sample_valuator": "dvr_jax.valuator",
+    "make_slot_valuator": "dvr_jax.valuator",
+    "make_valuator": "dvr_jax.valuator",
+    "shapley_loss_cosine": "dvr_jax.valuator",
+    "shapley_to_probabilities": "dvr_jax.valuator",
+    "valuator_features": "dvr_jax.valuator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # resolve once
+        return value
+    raise AttributeError(f"module 'dvr_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def valuator_output(valuator: Valuator, params: Params, feats: Array, present: Array) -> Array:

@@ -33,3 +33,13 @@ def test_shapley_values_sum_to_the_full_minus_empty_batch_value(key, kind, optio
     empty = dvr_jax.valuator_output(valuator, params, feats, jnp.zeros(12))
     assert float(jnp.abs(phi).max()) > 0
     np.testing.assert_allclose(float(phi.sum()), float(full - empty), rtol=1e-4, atol=1e-5)
+
+
+def test_loading_a_baseline_does_not_load_dvr():
+    import subprocess
+    import sys
+
+    heavy = "('dvr_jax.dvr', 'dvr_jax.valuator')"
+    code = f"import sys, dvr_jax.baselines; print(sorted(m for m in sys.modules if m.startswith({heavy})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
