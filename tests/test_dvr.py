@@ -42,6 +42,7 @@ def _setup(rng, reward="recall", backbone_name="mf", kind="sample", jit=True, **
     return backbone, valuator, reward_fn, step, state, data, batches
 
 
+@pytest.mark.slow
 def test_backbone_update_uses_only_the_first_mask(rng):
     backbone, _, _, step, state, data, batches = _setup(rng, estimator="loo")
     new_state, metrics = step(state, jax.random.key(2), batches[0], data)
@@ -178,6 +179,7 @@ def test_bad_estimator_combinations_are_rejected():
         dvr.check_config(dvr.DVRConfig(estimator="bogus"))
 
 
+@pytest.mark.slow
 def test_jit_equals_no_jit_and_compiles_once(rng):
     _, _, _, step, state, data, batches = _setup(rng, backbone_name="lightgcn", jit=False)
     key = jax.random.key(2)

@@ -31,6 +31,7 @@ def _config(real_data_dir, out, **changes):
         ("ml-100k", "ild"),
     ],  # fmt: skip
 )
+@pytest.mark.slow
 def test_dvr_runs_end_to_end_for_every_reward(real_data_dir, tmp_path, dataset, reward):
     out = tmp_path / "run"
     results = train_and_evaluate(_config(real_data_dir, out, dataset=dataset, reward=reward))
@@ -52,6 +53,7 @@ def test_dvr_runs_end_to_end_for_every_reward(real_data_dir, tmp_path, dataset, 
     assert (out / "pair_values.tsv").read_text().startswith("user\titem\tvisits\tvalue\tprob\tinfluence\n")
 
 
+@pytest.mark.slow
 def test_test_split_never_reaches_training_or_selection(real_data_dir, tmp_path):
     """No test leakage: replacing the test split by garbage leaves every training and validation number unchanged."""
     dataset = load_dataset("lastfm", real_data_dir)
@@ -70,6 +72,7 @@ def test_test_split_never_reaches_training_or_selection(real_data_dir, tmp_path)
     assert runs["real"]["test"] != runs["garbage"]["test"]
 
 
+@pytest.mark.slow
 def test_warm_start_trains_and_reuses_a_bpr_checkpoint(real_data_dir, tmp_path):
     cfg = _config(real_data_dir, tmp_path / "dvr", warm_start="auto", pretrain_epochs=2, estimator="ema",
                   influence=False)  # fmt: skip

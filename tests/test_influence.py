@@ -5,12 +5,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.stats
 
 from dvr_jax import influence, losses
 from dvr_jax.backbones import make_backbone
 
 
+@pytest.mark.slow
 def test_influence_matches_finite_differences_of_the_validation_loss():
     """infl_b = lim (L_val(T) - L_val(T - h grad l_b)) / h, for every sample of the batch."""
     with jax.enable_x64(True):

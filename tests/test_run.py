@@ -84,6 +84,7 @@ def test_unknown_flag_is_an_error():
 
 
 @pytest.mark.parametrize("method, epochs", [("bpr", "16"), ("dvr", "5")])
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_results(real_data_dir, tmp_path, method, epochs):
     args = SMOKE + ["--data-dir", str(real_data_dir), "--method", method, "--epochs", epochs, "--warm-start", "none"]
     script = [sys.executable, str(REPO / "experiments" / "run.py")]

@@ -28,6 +28,7 @@ def _tiny_config(tmp_path, **changes) -> RunConfig:
     return RunConfig(**{**base, **changes})
 
 
+@pytest.mark.slow
 def test_default_warm_start_on_data_smaller_than_the_bpr_batch(tmp_path, capsys):
     dataset = tiny_dataset(np.random.default_rng(0))
     assert len(dataset.train) < 5000  # BPR's own batch size would exceed the data

@@ -187,6 +187,7 @@ def test_dataset_labels_hold_no_path_separators():
     assert rundir.default_run_dir(cfg) == pathlib.Path("runs/ratings-mf-bpr-recall-s0")
 
 
+@pytest.mark.slow
 def test_a_csv_dataset_runs_under_runs_not_beside_the_file(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
@@ -204,6 +205,7 @@ def test_a_csv_dataset_runs_under_runs_not_beside_the_file(tmp_path, monkeypatch
     assert pretrained.name.startswith("ratings-mf-s0-") and (pretrained / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_a_dvr_run_keeps_one_checkpoint_each_and_reports_their_size(real_data_dir, tmp_path, capsys):
     out = tmp_path / "run"
     cfg = RunConfig(dataset="lastfm", data_dir=str(real_data_dir), method="dvr", epochs=3, batch_size=2048,

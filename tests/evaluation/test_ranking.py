@@ -96,6 +96,7 @@ def test_compiles_once(setup):
     assert ranking._encode._cache_size() == encode_before + 1
 
 
+@pytest.mark.slow
 def test_on_device_jit_equals_no_jit_and_host_driver(rng):
     ds = oracles.synthetic_dataset(rng)
     backbone = make_mf(ds.n_users, ds.n_items, dim=8)

@@ -127,6 +127,7 @@ def _x64():
 
 
 @pytest.mark.parametrize("max_order", [2, 3])
+@pytest.mark.slow
 def test_shapley_matches_brute_force(max_order):
     """phi == enumeration of `output` over all 2^B coalitions, B = 3..10, random and
     trained parameters; efficiency and v(empty) = 0."""
