@@ -11,6 +11,7 @@ one. A manager keeps one step, the one saved last (`max_to_keep=1`): the run loo
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -49,6 +50,32 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict[str, 
         force=True,
     )
     manager.wait_until_finished()
+
+
+BACKBONE_ONLY = "backbone_params"  # `meta["content"]` of a checkpoint that holds only the backbone's params
+
+
+def save_backbone(manager: ocp.CheckpointManager, step: int, params: Any, meta: dict[str, Any]) -> None:
+    """Saves only the backbone's params (what evaluation and a warm start read), not the method state."""
+    save(manager, step, params, {**meta, "content": BACKBONE_ONLY})
+
+
+def restore_backbone(manager: ocp.CheckpointManager, like: Any, backbone_params: Callable[[Any], Any]) -> Any:
+    """The backbone params of the latest checkpoint in `manager`.
+
+    Reads checkpoints written by `save_backbone` and, for runs written before it, ones that
+    hold the method's whole state (`like` is that state; `backbone_params` extracts them).
+    """
+    step = manager.latest_step()
+    if step is None:
+        raise CheckpointError(f"no checkpoint found in {manager.directory}")
+    try:
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as err:  # orbax raises many types for damaged files
+        raise CheckpointError(f"checkpoint {manager.directory}/{step} is unreadable: {type(err).__name__}") from err
+    if dict(meta).get("content") == BACKBONE_ONLY:
+        return restore(manager, backbone_params(like), step)[0]
+    return backbone_params(restore(manager, like, step)[0])
 
 
 def restore(manager: ocp.CheckpointManager, like: Any, step: int | None = None) -> tuple[Any, dict[str, Any], int]:

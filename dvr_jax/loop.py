@@ -158,8 +158,9 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
     if not (source / "checkpoints" / "best").is_dir():
         raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
     like = make_bpr_method(backbone).init(jax.random.key(0))
-    state, _, _ = checkpoint.restore(checkpoint.open_manager(source / "checkpoints" / "best"), like)
-    return state.params
+    return checkpoint.restore_backbone(
+        checkpoint.open_manager(source / "checkpoints" / "best"), like, lambda s: s.params
+    )
 
 
 def _evaluate(components: Components, params, arrays: EvalArrays, ks) -> dict[str, float]:
@@ -347,9 +348,9 @@ def _run(
         if pairs is not None:
             export.export_pair_values(components.dataset, components.data.train, jax.device_get(pairs),
                                       workdir / "pair_values.npz")  # fmt: skip
-        if tracker["best_epoch"] >= 0:
-            state, _, _ = checkpoint.restore(best, state)
     params = method.backbone_params(state)
+    if method.step is not None and tracker["best_epoch"] >= 0:
+        params = checkpoint.restore_backbone(best, state, method.backbone_params)
     valid_metrics = _evaluate(components, params, components.valid, cfg.ks)
     test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
     test_metrics = _evaluate(components, params, test_arrays, cfg.ks)  # the only read of test
@@ -407,7 +408,8 @@ def _fit(cfg, components, state, keys, tracker, logs, managers, workdir, progres
                                     "seconds": tracker["train_seconds"]})  # fmt: skip
             if value > tracker["best_value"]:
                 tracker.update(best_value=value, best_epoch=done, bad_checks=0)
-                checkpoint.save(best, done, state, {"epoch": done, cfg.select_metric: value})
+                checkpoint.save_backbone(best, done, components.method.backbone_params(state),
+                                         {"epoch": done, cfg.select_metric: value})  # fmt: skip
             else:
                 tracker["bad_checks"] += 1
             progress.line(f"epoch {done}: loss {means['loss']:.4f}  valid {cfg.select_metric} {value:.4f}  "

@@ -263,8 +263,7 @@ def backbone_scores(cfg: RunConfig, dataset: Dataset, seed: int) -> dict[str, np
         raise CheckpointError(f"no best checkpoint in {best} (the run never validated)")
     components = loop.build(cfg.replace(warm_start="none"), dataset)  # same state structure, no pretraining
     like = components.method.init(jax.random.key(0))
-    state, _, _ = checkpoint.restore(checkpoint.open_manager(best), like)
-    params = components.method.backbone_params(state)
+    params = checkpoint.restore_backbone(checkpoint.open_manager(best), like, components.method.backbone_params)
     reps = jax.jit(components.backbone.encode)(params, components.data.graph)
     score_chunk = _make_chunk_scorer(components.backbone, N_NEGATIVES)
     train = components.data.train

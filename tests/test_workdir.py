@@ -220,6 +220,9 @@ def test_a_dvr_run_keeps_one_checkpoint_each_and_reports_their_size(real_data_di
     assert f"checkpoints: {results['checkpoint_bytes'] / 1e6:.1f} MB" in capsys.readouterr().err
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert sizes["latest"] < 8e6 and total < 20e6  # lastfm: ~4 MB a checkpoint, ~14 MB the folder
+    # best/ holds only the backbone (MF: 2 x 3,304 x 64 float32, ~0.85 MB), not the Adam moments, the
+    # valuator and the per-pair values that a resume needs
+    assert sizes["best"] < 1.2e6 < sizes["latest"]
 
 
 def test_a_manager_removes_unfinished_saves_and_keeps_the_step_saved_last(tmp_path):
@@ -231,3 +234,16 @@ def test_a_manager_removes_unfinished_saves_and_keeps_the_step_saved_last(tmp_pa
         checkpoint.save(manager, step, state, {"epoch": step})
     assert _step_dirs(directory) == ["2"] and checkpoint.finished_steps(directory) == [2]
     assert checkpoint.finished_steps(tmp_path / "missing") == [] and not (tmp_path / "missing").exists()
+
+
+def test_best_checkpoint_of_an_older_run_with_the_whole_state_still_restores(tmp_path):
+    from dvr_jax.state import LearnerState, make_adam
+
+    state = LearnerState.create({"w": jnp.arange(3.0)}, make_adam(1e-3, 0.0))
+    old = checkpoint.open_manager(tmp_path / "old")
+    checkpoint.save(old, 5, state, {"epoch": 5})  # how best/ was written before
+    new = checkpoint.open_manager(tmp_path / "new")
+    checkpoint.save_backbone(new, 5, state.params, {"epoch": 5})
+    for manager in (old, new):
+        params = checkpoint.restore_backbone(manager, state, lambda s: s.params)
+        assert jnp.array_equal(params["w"], jnp.arange(3.0))
