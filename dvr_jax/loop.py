@@ -31,6 +31,30 @@ from dvr_jax.progress import TrainingProgress
 from dvr_jax.step import StepData
 
 
+@dataclasses.dataclass
+class FitProgress:
+    """Where the epoch loop stands; saved as the JSON meta of every `latest` checkpoint.
+
+    Attributes:
+      epoch: epochs completed.
+      best_value: best validation value of `select_metric` so far (-inf before the first check).
+      best_epoch: the epoch of `best_value` (-1 before the first check).
+      bad_checks: validation checks since the last improvement (early stopping).
+      train_seconds: wall time inside training epochs, over every session of the run.
+    """
+
+    epoch: int = 0
+    best_value: float = -np.inf
+    best_epoch: int = -1
+    bad_checks: int = 0
+    train_seconds: float = 0.0
+
+    def load(self, meta: dict[str, Any]) -> None:
+        """Takes the values saved with a checkpoint (`dataclasses.asdict` of one)."""
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, type(field.default)(meta[field.name]))
+
+
 class TrainingDiverged(RuntimeError):
     """A non-finite loss; the message names the step and the last good checkpoint."""
 
@@ -274,7 +298,7 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
     except BaseException:
         rundir.remove_empty(workdir, created)
         raise
-    tracker = {"epoch": 0, "best_value": -np.inf, "best_epoch": -1, "bad_checks": 0, "train_seconds": 0.0}
+    tracker = FitProgress()
     finished = False
     try:
         resume = _check_workdir(cfg, workdir)
@@ -289,7 +313,7 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
             export.write_json(workdir / "results.json", results)
         finished = True
     except KeyboardInterrupt as err:
-        raise RunInterrupted(tracker["epoch"], workdir) from err
+        raise RunInterrupted(tracker.epoch, workdir) from err
     finally:
         if not finished:
             checkpoints = workdir / "checkpoints"
@@ -312,7 +336,7 @@ def _draw_curves(workdir: pathlib.Path) -> None:
 
 
 def _run(
-    cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: dict, label: str
+    cfg: RunConfig, components: Components, workdir: pathlib.Path, resume: bool, tracker: FitProgress, label: str
 ) -> dict:
     """The run proper, in a locked `workdir`: (re)start, train, restore the best, score test once.
 
@@ -332,16 +356,16 @@ def _run(
         best = checkpoint.open_manager(workdir / "checkpoints" / "best")
         if resume:
             state, saved, _ = checkpoint.restore(latest, state)
-            tracker.update(saved)
-            logs.update({name: _read_log(workdir / f"{name}.jsonl", tracker["epoch"]) for name in logs})
-            print(f"resumed {workdir} at epoch {tracker['epoch']}", file=sys.stderr, flush=True)
-        with TrainingProgress(cfg.progress, cfg.epochs, label=label, start_epoch=tracker["epoch"]) as progress:
+            tracker.load(saved)
+            logs.update({name: _read_log(workdir / f"{name}.jsonl", tracker.epoch) for name in logs})
+            print(f"resumed {workdir} at epoch {tracker.epoch}", file=sys.stderr, flush=True)
+        with TrainingProgress(cfg.progress, cfg.epochs, label=label, start_epoch=tracker.epoch) as progress:
             try:
                 state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
             except KeyboardInterrupt:  # keep the logs of the completed epochs; a resume cuts them at its checkpoint
                 progress.close()  # the message goes where the bars were
                 for name, records in logs.items():
-                    kept = [r for r in records if r["epoch"] <= tracker["epoch"]]
+                    kept = [r for r in records if r["epoch"] <= tracker.epoch]
                     export.write_jsonl(workdir / f"{name}.jsonl", kept)
                 raise
         pairs = getattr(state, "pairs", None)  # DVR: running values of every pair over all epochs
@@ -349,7 +373,7 @@ def _run(
             export.export_pair_values(components.dataset, components.data.train, jax.device_get(pairs),
                                       workdir / "pair_values.npz")  # fmt: skip
     params = method.backbone_params(state)
-    if method.step is not None and tracker["best_epoch"] >= 0:
+    if method.step is not None and tracker.best_epoch >= 0:
         params = checkpoint.restore_backbone(best, state, method.backbone_params)
     valid_metrics = _evaluate(components, params, components.valid, cfg.ks)
     test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
@@ -360,8 +384,8 @@ def _run(
     results = {
         "dataset": cfg.dataset, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
         "reward": cfg.reward if registry.get_method(cfg.method).uses_reward else None,
-        "best_epoch": tracker["best_epoch"], "valid": valid_metrics, "test": test_metrics,
-        "train_seconds": tracker["train_seconds"], "checkpoint_bytes": checkpoint_bytes,
+        "best_epoch": tracker.best_epoch, "valid": valid_metrics, "test": test_metrics,
+        "train_seconds": tracker.train_seconds, "checkpoint_bytes": checkpoint_bytes,
         "dataset_summary": components.dataset.summary(),
     }  # fmt: skip
     if per_sample:
@@ -379,7 +403,17 @@ def _read_log(path: pathlib.Path, epoch: int) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["epoch"] <= epoch]
 
 
-def _fit(cfg, components, state, keys, tracker, logs, managers, workdir, progress):
+def _fit(
+    cfg: RunConfig,
+    components: Components,
+    state: Any,
+    keys: tuple[jax.Array, jax.Array, jax.Array],
+    tracker: FitProgress,
+    logs: dict[str, list[dict[str, Any]]],
+    managers: tuple[Any, Any],
+    workdir: pathlib.Path,
+    progress: TrainingProgress,
+) -> tuple[Any, dict[str, jax.Array]]:
     """The epoch loop with validation, early stopping, checkpoints and the divergence guard.
 
     Returns:
@@ -388,15 +422,15 @@ def _fit(cfg, components, state, keys, tracker, logs, managers, workdir, progres
     latest, best = managers
     step_fn = jax.jit(components.method.step, donate_argnums=(0,))
     per_sample = {}
-    for epoch in range(tracker["epoch"], cfg.epochs):
+    for epoch in range(tracker.epoch, cfg.epochs):
         t0 = time.time()
         state, means, bad, per_sample = _train_epoch(components, step_fn, state, keys, epoch, cfg, progress)
-        tracker["train_seconds"] += time.time() - t0
+        tracker.train_seconds += time.time() - t0
         if bad is not None:
             step = epoch * (components.data.train.n_pairs // cfg.batch_size) + bad
             raise TrainingDiverged(
                 f"non-finite loss, data value or reward at step {step} (epoch {epoch + 1}); last good "
-                f"checkpoint: {workdir / 'checkpoints' / 'latest'} (epoch {tracker['epoch']})"
+                f"checkpoint: {workdir / 'checkpoints' / 'latest'} (epoch {tracker.epoch})"
             )
         done = epoch + 1
         logs["train_log"].append({"epoch": done, **means})
@@ -405,21 +439,21 @@ def _fit(cfg, components, state, keys, tracker, logs, managers, workdir, progres
             metrics = _evaluate(components, components.method.backbone_params(state), components.valid, cfg.ks)
             value = metrics[cfg.select_metric]
             logs["metrics"].append({"epoch": done, "loss": means["loss"], "valid": metrics,
-                                    "seconds": tracker["train_seconds"]})  # fmt: skip
-            if value > tracker["best_value"]:
-                tracker.update(best_value=value, best_epoch=done, bad_checks=0)
+                                    "seconds": tracker.train_seconds})  # fmt: skip
+            if value > tracker.best_value:
+                tracker.best_value, tracker.best_epoch, tracker.bad_checks = value, done, 0
                 checkpoint.save_backbone(best, done, components.method.backbone_params(state),
                                          {"epoch": done, cfg.select_metric: value})  # fmt: skip
             else:
-                tracker["bad_checks"] += 1
+                tracker.bad_checks += 1
             progress.line(f"epoch {done}: loss {means['loss']:.4f}  valid {cfg.select_metric} {value:.4f}  "
-                          f"(best {tracker['best_value']:.4f} @ {tracker['best_epoch']})")  # fmt: skip
-        tracker["epoch"] = done
-        stop = cfg.patience is not None and tracker["bad_checks"] >= cfg.patience
+                          f"(best {tracker.best_value:.4f} @ {tracker.best_epoch})")  # fmt: skip
+        tracker.epoch = done
+        stop = cfg.patience is not None and tracker.bad_checks >= cfg.patience
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs or stop:
             for name, records in logs.items():
                 export.write_jsonl(workdir / f"{name}.jsonl", records)
-            checkpoint.save(latest, done, state, tracker)
+            checkpoint.save(latest, done, state, dataclasses.asdict(tracker))
         if stop:
             progress.line(f"early stop at epoch {done}: no improvement in {cfg.patience} checks")
             break
