@@ -13,7 +13,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -346,11 +346,8 @@ def _run(
     if not resume:
         rundir.clear(workdir, everything=cfg.overwrite)
         export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
-    method = components.method
-    keys = run_keys(cfg.seed)
-    state = method.init(keys[0])
-    logs = {"metrics": [], "train_log": []}
-    per_sample = {}
+    method, keys, per_sample = components.method, run_keys(cfg.seed), {}
+    state, logs = method.init(keys[0]), {"metrics": [], "train_log": []}
     if method.step is not None:
         latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
         best = checkpoint.open_manager(workdir / "checkpoints" / "best")
@@ -361,7 +358,8 @@ def _run(
             print(f"resumed {workdir} at epoch {tracker.epoch}", file=sys.stderr, flush=True)
         with TrainingProgress(cfg.progress, cfg.epochs, label=label, start_epoch=tracker.epoch) as progress:
             try:
-                state, per_sample = _fit(cfg, components, state, keys, tracker, logs, (latest, best), workdir, progress)
+                fit = FitContext(cfg, components, keys, latest, best, workdir, progress)
+                state, per_sample = _fit(fit, state, tracker, logs)  # updates tracker and logs
             except KeyboardInterrupt:  # keep the logs of the completed epochs; a resume cuts them at its checkpoint
                 progress.close()  # the message goes where the bars were
                 for name, records in logs.items():
@@ -403,23 +401,30 @@ def _read_log(path: pathlib.Path, epoch: int) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["epoch"] <= epoch]
 
 
+class FitContext(NamedTuple):
+    """What the epoch loop runs in and never changes: the config, the built components, the run's
+    keys (`run_keys`), the two checkpoint managers, the run directory and the progress display."""
+
+    cfg: RunConfig
+    components: Components
+    keys: tuple[jax.Array, jax.Array, jax.Array]
+    latest: Any
+    best: Any
+    workdir: pathlib.Path
+    progress: TrainingProgress
+
+
 def _fit(
-    cfg: RunConfig,
-    components: Components,
-    state: Any,
-    keys: tuple[jax.Array, jax.Array, jax.Array],
-    tracker: FitProgress,
-    logs: dict[str, list[dict[str, Any]]],
-    managers: tuple[Any, Any],
-    workdir: pathlib.Path,
-    progress: TrainingProgress,
+    fit: FitContext, state: Any, tracker: FitProgress, logs: dict[str, list[dict[str, Any]]]
 ) -> tuple[Any, dict[str, jax.Array]]:
     """The epoch loop with validation, early stopping, checkpoints and the divergence guard.
+
+    Updates `tracker` and appends to `logs` (both are saved with the checkpoints).
 
     Returns:
       (final state, per-sample arrays of the last epoch).
     """
-    latest, best = managers
+    cfg, components, keys, latest, best, workdir, progress = fit
     step_fn = jax.jit(components.method.step, donate_argnums=(0,))
     per_sample = {}
     for epoch in range(tracker.epoch, cfg.epochs):
