@@ -114,11 +114,10 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
         raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
     ctx = registry.BuildContext(cfg, dataset, train_arrays, backbone, backbone.build_graph(dataset.train))
     ctx = ctx._replace(prepared=None if entry.prepare is None else entry.prepare(ctx))  # data checks first
-    started, warm_seconds = time.time(), 0.0
+    warm_seconds = 0.0
     if entry.trains:
-        trains_bpr = cfg.warm_start == "auto" and not (pretrained_dir(cfg, full_dataset) / "results.json").exists()
-        ctx = ctx._replace(init_params=warm_start(cfg, backbone, full_dataset))  # may train and write
-        warm_seconds = time.time() - started if trains_bpr else 0.0
+        init_params, warm_seconds = warm_start(cfg, backbone, full_dataset)  # may train and write
+        ctx = ctx._replace(init_params=init_params)
     built = entry.build(ctx)
     data = StepData(train_arrays, ctx.graph, built.aux)
     return Components(full_dataset, built.backbone, built.method, data, valid, warm_seconds)
@@ -158,8 +157,9 @@ def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Pa
     return root / "pretrained" / f"{rundir.dataset_label(cfg.dataset)}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
-def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
-    """The warm-start stage: backbone params of a validation-selected BPR checkpoint, or None.
+def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset) -> tuple[Any, float]:
+    """The warm-start stage: (backbone params of a validation-selected BPR checkpoint or None,
+    seconds spent training that BPR run here, 0 when it was reused or there is none).
 
     `warm_start="auto"` trains that BPR run into `pretrained_dir` unless it exists (one
     line on stderr before and after, not the run's own report); errors of that run say
@@ -167,8 +167,9 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
     dataset passed in by the caller (one with planted pairs, say) is the one it sees.
     """
     if cfg.warm_start == "none":
-        return None
+        return None, 0.0
     source = pretrained_dir(cfg, dataset) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
+    started, seconds = time.time(), 0.0
     if cfg.warm_start == "auto" and not (source / "results.json").exists():
         print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
         bpr = _pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
@@ -176,15 +177,14 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset):
             results = train_and_evaluate(bpr, dataset, report=False)
         except (ConfigError, DataError, checkpoint.CheckpointError, TrainingDiverged) as err:
             raise type(err)(f"warm start (BPR run into {source}): {err}") from err
+        seconds = time.time() - started
         print(f"warm start: BPR best epoch {results['best_epoch']}, valid {cfg.select_metric} "
-              f"{results['valid'][cfg.select_metric]:.4f} ({results['total_seconds']:.1f}s)",
-              file=sys.stderr, flush=True)  # fmt: skip
+              f"{results['valid'][cfg.select_metric]:.4f} ({seconds:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
     if not (source / "checkpoints" / "best").is_dir():
         raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
     like = make_bpr_method(backbone).init(jax.random.key(0))
-    return checkpoint.restore_backbone(
-        checkpoint.open_manager(source / "checkpoints" / "best"), like, lambda s: s.params
-    )
+    best = checkpoint.open_manager(source / "checkpoints" / "best")
+    return checkpoint.restore_backbone(best, like, lambda state: state.params), seconds
 
 
 def _evaluate(components: Components, params, arrays: EvalArrays, ks) -> dict[str, float]:

@@ -28,7 +28,25 @@ def _bar(console: Console) -> Progress:
     )  # fmt: skip
 
 
-class TrainingProgress:
+class _Bars:
+    """The bars' lifetime: `close` removes them (idempotent); as a context manager, on exit."""
+
+    _progress: Progress | None = None
+
+    def close(self) -> None:
+        """Removes the bars (idempotent)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class TrainingProgress(_Bars):
     """Two bars: epochs of the run (ETA to the epoch budget) and steps of the current epoch.
 
     Attributes:
@@ -63,20 +81,8 @@ class TrainingProgress:
         else:
             self._console.print(text, highlight=False, markup=False)
 
-    def close(self) -> None:
-        """Removes the bars (idempotent)."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
 
-    def __enter__(self) -> TrainingProgress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class GridProgress:
+class GridProgress(_Bars):
     """One bar over the cells of a grid of runs (tables, reproductions), with an ETA."""
 
     def __init__(self, total: int, *, label: str = "runs", enabled: bool = True):
@@ -89,14 +95,3 @@ class GridProgress:
         """One more cell finished (or reused); `status` names it."""
         if self._progress is not None:
             self._progress.update(self._task, advance=1, status=status)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-    def __enter__(self) -> GridProgress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
