@@ -4,8 +4,8 @@
     python benchmarks/bench_train_step.py --dataset lastfm --method til-mi --option til_outer='"train"'
 
 The method, its backbone and its step data are built by `dvr_jax.loop.build` from a
-`RunConfig`, exactly as the CLI builds them (`--option NAME=VALUE` sets any other RunConfig
-field, VALUE a Python literal; DVR gets `warm_start="none"`). Runs whole epochs the way the
+`RunConfig`, exactly as the CLI builds them (`--option NAME=VALUE` sets any other config field
+by its flat name, VALUE a Python literal; DVR gets `warm_start="none"`). Runs whole epochs the way the
 training loop does (epoch permutation on device, one jitted, donated step per batch), reports
 compile seconds separately, and the median samples/s over timed windows after warm-up. The
 last line is one JSON object.
@@ -22,7 +22,7 @@ import numpy as np
 
 from benchmarks.common import emit, peak_rss_mb
 from dvr_jax import loop, sampler
-from dvr_jax.config import RunConfig
+from dvr_jax.config import make_config
 
 
 def main() -> None:
@@ -37,13 +37,14 @@ def main() -> None:
     p.add_argument("--window", type=int, default=20, help="steps per timed window")
     p.add_argument("--windows", type=int, default=10)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--option", action="append", default=[], help="NAME=VALUE: another RunConfig field")
+    p.add_argument("--option", action="append", default=[], help="NAME=VALUE: a config field (flat name)")
     args = p.parse_args()
 
     options = {name: ast.literal_eval(value) for name, value in (o.split("=", 1) for o in args.option)}
-    cfg = RunConfig(dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, method=args.method,
-                    batch_size=args.batch_size, reward=args.reward, reward_interval=args.reward_interval,
-                    warm_start="none", progress=False, **options)  # fmt: skip
+    dvr_only = {"reward_interval": args.reward_interval} if args.method == "dvr" else {}
+    cfg = make_config(dataset=args.dataset, data_dir=args.data_dir, backbone=args.backbone, method=args.method,
+                      batch_size=args.batch_size, reward=args.reward, warm_start="none", progress=False,
+                      **{**dvr_only, **options})  # fmt: skip
     components = loop.build(cfg)
     method, data = components.method, components.data
     train = data.train

@@ -1,7 +1,9 @@
 """The built-in registry entries: from a `RunConfig` to each method's typed factory.
 
-One small builder per method (docs/engineering.md §12): it reads the run's fields, builds the
-step data's `aux` the method reads on device, and calls the method's factory. BPR and DVR are
+One small builder per method (docs/engineering.md §12), and the frozen dataclass of the
+method's own options that its entry owns (`DVROptions`, `TCEOptions`, ...; a run holds one in
+`RunConfig.options`): the builder reads the run's fields and options, builds the step data's
+`aux` the method reads on device, and calls the method's factory. BPR and DVR are
 described in docs/algorithm.md, the baselines in docs/baselines.md, the popularity floor in
 docs/baselines.md §2. Only this module and `dvr_jax.loop` read a `RunConfig`; the factories
 take plain typed arguments.
@@ -9,16 +11,120 @@ take plain typed arguments.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 
 from dvr_jax import baselines, rewards
 from dvr_jax.backbones import propagation
-from dvr_jax.config import ConfigError, RunConfig
+from dvr_jax.config import ConfigError, RunConfig, option
 from dvr_jax.dvr import DVRConfig, check_config
 from dvr_jax.methods import make_bpr_method, make_dvr_method, make_pop_method
 from dvr_jax.registry import BuildContext, Built, MethodEntry, register_method
 from dvr_jax.valuator import Valuator, make_valuator
+
+# --- each method's options (flat names: the entry's prefix + the field name) ---------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DVROptions:
+    """DVR: the data valuator and the metric adapter (--method dvr; docs/algorithm.md)."""
+
+    reward_fraction: float = option(0.1, "share of validation users in the reward", gt=0, max=1)
+    reward_k: int = option(20, "cut-off K of ranking rewards", min=1)
+    reward_interval: int = option(1, "valuator update every N steps", min=1)
+    weight_mode: Literal["sample", "dot"] = option("sample", "sample: Bernoulli masks from the selection "
+                                                   "probabilities; dot: the probabilities as loss weights")  # fmt: skip
+    pg_mode: Literal["reinforce", "code"] = option("reinforce", "reinforce: log-likelihood of the sampled "
+                                                   "mask; code: the reference code's surrogate")  # fmt: skip
+    valuator: Literal["sample", "slot"] = option("sample", "sample: the sample game; slot: the paper's "
+                                                 "slot-indexed Harsanyi net")  # fmt: skip
+    estimator: Literal["ema", "counterfactual", "loo", "delta", "none"] = option("loo", "REINFORCE advantage estimator")
+    num_masks: int = option(4, "masks K of the loo estimator", min=1)
+    mse_target: Literal["coalition", "batch"] = option("coalition", "valuator MSE on the trained coalitions, "
+                                                       "or only on the full batch (the paper's)")  # fmt: skip
+    influence: bool = option(True, "compute every triplet's first-order influence on the validation loss")
+    loss_game_weight: float = option(1.0, "weight of the loss game fitted on random coalitions; "
+                                     "0: the reward alone trains the valuator", min=0)  # fmt: skip
+    loss_game_coalitions: int = option(16, "random coalitions per step for the loss game", min=1)
+    interaction_rank: int = option(8, "sample game: rank of the interaction dividends", min=1)
+    max_order: int = option(2, "sample game: highest interaction order", min=1, max=4)
+    h_dim: int | None = option(
+        None, "valuator encoder output width", min=1, default_text="32; slot valuator 10, 50 for cc/ild"
+    )
+    harsanyi_width: int = option(100, "slot valuator: units per Harsanyi layer", min=1)
+    harsanyi_layers: int = option(2, "slot valuator: Harsanyi layers", min=1)
+    children_init: Literal["random", "cover"] = option("random", "slot valuator: initial children masks")
+    value_map: Literal["sigmoid", "code"] = option("sigmoid", "map from data value to selection probability")
+    selection_slope: float = option(1.0, "slope kappa of the sigmoid map on the batch-standardised value", gt=0)
+    selection_floor: float = option(1e-3, "probabilities of the sigmoid map stay in [floor, 1 - floor]", min=0, lt=0.5)
+    valuator_learning_rate: float = option(1e-3, "Adam step size of the valuator", gt=0)
+    valuator_weight_decay: float = option(1e-3, "coupled L2 weight decay of the valuator's Adam", min=0)
+    alpha_mse: float = option(1.0, "weight of the valuator's MSE term", min=0)
+    alpha_pg: float = option(1.0, "weight of the policy-gradient term", min=0)
+    lambda_explore: float = option(1000.0, "weight of the exploration penalty", min=0)
+    baseline_window: float = option(20.0, "EMA window of the reward baseline, in reward steps", min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class AOBPROptions:
+    """AOBPR: adaptive oversampling of negatives by rank (--method aobpr; docs/baselines.md)."""
+
+    lambda_rel: float = option(0.05, "AOBPR λ_rel; the rank scale is λ = λ_rel · I", gt=0)
+    refresh: int | None = option(None, "AOBPR steps between ranking refreshes", min=1, default_text="ceil(I ln I / B)")
+    pool: int = option(100, "AOBPR candidate pool for NeuMF (no dot product)", min=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class WBPROptions:
+    """WBPR: popularity-weighted negatives (--method wbpr; docs/baselines.md)."""
+
+    exponent: float = option(1.0, "WBPR popularity exponent: P(j) ∝ pop(j)^exponent", min=0)
+    item_bias: bool = option(True, "WBPR: add a learned item bias to the scores")
+    user_uniform: bool = option(False, "WBPR: LibRec order, a uniform user then a positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class PRISOptions:
+    """PRIS: importance-sampled negatives (--method pris; docs/baselines.md)."""
+
+    negatives: int = option(5, "PRIS negatives per positive L", min=1)
+    temperature: float = option(1.0, "PRIS temperature τ_w", gt=0)
+    proposal: Literal["uniform", "pop"] = option("uniform", "PRIS proposal of negatives")
+
+
+@dataclasses.dataclass(frozen=True)
+class TCEOptions:
+    """TCE: truncated loss, drops the largest losses (--method tce; docs/baselines.md)."""
+
+    drop_rate: float = option(0.2, "TCE maximum drop rate ε_max", min=0, lt=1)
+    num_gradual: int = option(30000, "TCE ramp length N_r in steps", min=1)
+    exponent: float = option(1.0, "TCE ramp exponent", gt=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RCEOptions:
+    """RCE: reweighted loss, down-weights large losses (--method rce; docs/baselines.md)."""
+
+    beta: float = option(0.2, "RCE β", min=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TILOptions:
+    """TIL: a learned weight generator (--method til-ui / til-mi; docs/baselines.md)."""
+
+    hidden: int | None = option(None, "TIL generator width", min=1, default_text="--embedding-dim")
+    output: Literal["softplus", "sigmoid"] = option("softplus", "TIL generator output")
+    outer: Literal["valid", "train"] = option("valid", "TIL outer loss on validation pairs, or "
+                                                  "on training pairs as TIL's released code does")  # fmt: skip
+    mi_state: Literal["centroid", "user"] = option("centroid", "TIL-MI state of a triplet")
+    clusters: int = option(20, "TIL-MI item communities n_c", min=1)
+    cluster_every: int = option(10, "TIL-MI epochs between k-means refreshes", min=1)
+    valid_batch: int | None = option(None, "TIL validation pairs per outer loss", min=1, default_text="--batch-size")
+    meta_learning_rate: float = option(1e-3, "TIL generator Adam step size", gt=0)
+    meta_weight_decay: float = option(0.0, "coupled L2 weight decay of TIL's generator", min=0)
 
 
 def _common(ctx: BuildContext) -> dict:
@@ -38,16 +144,19 @@ def _pop(ctx: BuildContext) -> Built:
 
 
 def _dvr_defaults(cfg: RunConfig) -> dict:
-    return {"batch_size": 1000 if cfg.reward == "loss" else 5000, "warm_start": "auto"}
+    """DVR-Loss batches of 1000 (the paper's), a BPR warm start, and the valuator width by valuator and reward."""
+    h_dim = 32 if cfg.options.valuator == "sample" else (50 if cfg.reward in ("cc", "ild") else 10)
+    return {"batch_size": 1000 if cfg.reward == "loss" else 5000, "warm_start": "auto", "h_dim": h_dim}
 
 
 def _dvr_config(cfg: RunConfig) -> DVRConfig:
+    o = cfg.options
     return DVRConfig(
-        reward=cfg.reward, weight_mode=cfg.weight_mode, pg_mode=cfg.pg_mode, reduction=cfg.reduction,
-        alpha_mse=cfg.alpha_mse, alpha_pg=cfg.alpha_pg, lambda_explore=cfg.lambda_explore,
-        baseline_window=cfg.baseline_window, reward_interval=cfg.reward_interval, estimator=cfg.estimator,
-        num_masks=cfg.num_masks, mse_target=cfg.mse_target, influence=cfg.influence,
-        loss_game_weight=cfg.loss_game_weight, loss_game_coalitions=cfg.loss_game_coalitions,
+        reward=cfg.reward, weight_mode=o.weight_mode, pg_mode=o.pg_mode, reduction=cfg.reduction,
+        alpha_mse=o.alpha_mse, alpha_pg=o.alpha_pg, lambda_explore=o.lambda_explore,
+        baseline_window=o.baseline_window, reward_interval=o.reward_interval, estimator=o.estimator,
+        num_masks=o.num_masks, mse_target=o.mse_target, influence=o.influence,
+        loss_game_weight=o.loss_game_weight, loss_game_coalitions=o.loss_game_coalitions,
     )  # fmt: skip
 
 
@@ -59,29 +168,30 @@ def _dvr_reward_data(ctx: BuildContext) -> rewards.RewardData:
     """The reward's validation arrays; raises ConfigError when the data cannot serve the reward."""
     cfg = ctx.cfg
     try:
-        return rewards.make_reward_data(ctx.dataset, cfg.reward, ctx.train, fraction=cfg.reward_fraction,
+        return rewards.make_reward_data(ctx.dataset, cfg.reward, ctx.train, fraction=cfg.options.reward_fraction,
                                         seed=cfg.split_seed, chunk_size=cfg.eval_chunk)  # fmt: skip
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
 
 def run_valuator(cfg: RunConfig) -> Valuator:
-    """The data valuator a DVR run trains, built from the config's valuator fields."""
-    selection = dict(value_map=cfg.value_map, kappa=cfg.selection_slope, eps=cfg.selection_floor)
-    if cfg.valuator == "sample":
-        return make_valuator("sample", h_dim=cfg.h_dim, interaction_rank=cfg.interaction_rank,
-                             max_order=cfg.max_order, **selection)  # fmt: skip
-    return make_valuator("slot", h_dim=cfg.h_dim, num_layers=cfg.harsanyi_layers, width=cfg.harsanyi_width,
-                         children_init=cfg.children_init, **selection)  # fmt: skip
+    """The data valuator a DVR run trains, built from the run's DVR options."""
+    o = cfg.options
+    selection = dict(value_map=o.value_map, kappa=o.selection_slope, eps=o.selection_floor)
+    if o.valuator == "sample":
+        return make_valuator("sample", h_dim=o.h_dim, interaction_rank=o.interaction_rank, max_order=o.max_order,
+                             **selection)  # fmt: skip
+    return make_valuator("slot", h_dim=o.h_dim, num_layers=o.harsanyi_layers, width=o.harsanyi_width,
+                         children_init=o.children_init, **selection)  # fmt: skip
 
 
 def _dvr(ctx: BuildContext) -> Built:
     cfg = ctx.cfg
     method = make_dvr_method(
-        ctx.backbone, run_valuator(cfg), rewards.make_reward_fn(ctx.backbone, cfg.reward, k=cfg.reward_k),
+        ctx.backbone, run_valuator(cfg), rewards.make_reward_fn(ctx.backbone, cfg.reward, k=cfg.options.reward_k),
         _dvr_config(cfg), batch_size=cfg.batch_size, n_pairs=ctx.train.n_pairs, learning_rate=cfg.learning_rate,
-        init_params=ctx.init_params, valuator_learning_rate=cfg.valuator_learning_rate,
-        valuator_weight_decay=cfg.valuator_weight_decay,
+        init_params=ctx.init_params, valuator_learning_rate=cfg.options.valuator_learning_rate,
+        valuator_weight_decay=cfg.options.valuator_weight_decay,
     )  # fmt: skip
     return Built(method, ctx.backbone, ctx.prepared)
 
@@ -90,14 +200,14 @@ def _dvr(ctx: BuildContext) -> Built:
 
 
 def _tce(ctx: BuildContext) -> Built:
-    cfg = ctx.cfg
-    method = baselines.make_tce_method(ctx.backbone, drop_rate=cfg.tce_drop_rate, num_gradual=cfg.tce_num_gradual,
-                                       exponent=cfg.tce_exponent, **_common(ctx))  # fmt: skip
+    o = ctx.cfg.options
+    method = baselines.make_tce_method(ctx.backbone, drop_rate=o.drop_rate, num_gradual=o.num_gradual,
+                                       exponent=o.exponent, **_common(ctx))  # fmt: skip
     return Built(method, ctx.backbone, {})
 
 
 def _rce(ctx: BuildContext) -> Built:
-    return Built(baselines.make_rce_method(ctx.backbone, beta=ctx.cfg.rce_beta, **_common(ctx)), ctx.backbone, {})
+    return Built(baselines.make_rce_method(ctx.backbone, beta=ctx.cfg.options.beta, **_common(ctx)), ctx.backbone, {})
 
 
 def _popularity(ctx: BuildContext) -> dict:
@@ -105,44 +215,43 @@ def _popularity(ctx: BuildContext) -> dict:
 
 
 def _pris(ctx: BuildContext) -> Built:
-    cfg = ctx.cfg
-    method = baselines.make_pris_method(ctx.backbone, num_negatives=cfg.pris_negatives, proposal=cfg.pris_proposal,
-                                        temperature=cfg.pris_temperature, **_common(ctx))  # fmt: skip
+    o = ctx.cfg.options
+    method = baselines.make_pris_method(ctx.backbone, num_negatives=o.negatives, proposal=o.proposal,
+                                        temperature=o.temperature, **_common(ctx))  # fmt: skip
     return Built(method, ctx.backbone, _popularity(ctx))
 
 
 def _wbpr(ctx: BuildContext) -> Built:
-    cfg, backbone, common, n_items = ctx.cfg, ctx.backbone, _common(ctx), ctx.dataset.n_items
-    if cfg.wbpr_item_bias:
+    o, backbone, common, n_items = ctx.cfg.options, ctx.backbone, _common(ctx), ctx.dataset.n_items
+    if o.item_bias:
         backbone = baselines.with_item_bias(backbone, n_items)
         if ctx.init_params is not None:
             common["init_params"] = {"backbone": ctx.init_params, "item_bias": jnp.zeros((n_items,), jnp.float32)}
-    method = baselines.make_wbpr_method(backbone, exponent=cfg.wbpr_exponent, user_uniform=cfg.wbpr_user_uniform,
-                                        **common)  # fmt: skip
+    method = baselines.make_wbpr_method(backbone, exponent=o.exponent, user_uniform=o.user_uniform, **common)
     return Built(method, backbone, _popularity(ctx))
 
 
 def _aobpr(ctx: BuildContext) -> Built:
-    cfg, backbone = ctx.cfg, ctx.backbone
+    cfg, o, backbone = ctx.cfg, ctx.cfg.options, ctx.backbone
     factor_dim = None
     if backbone.name in baselines.DOT_PRODUCT_BACKBONES:
         reps = jax.eval_shape(lambda key: backbone.encode(backbone.init(key), ctx.graph), jax.random.key(0))
         factor_dim = reps["item"].shape[1]
     method = baselines.make_aobpr_method(
         backbone, n_items=ctx.dataset.n_items, factor_dim=factor_dim, batch_size=cfg.batch_size,
-        lambda_rel=cfg.aobpr_lambda, refresh_every=cfg.aobpr_refresh, pool_size=cfg.aobpr_pool, **_common(ctx),
+        lambda_rel=o.lambda_rel, refresh_every=o.refresh, pool_size=o.pool, **_common(ctx),
     )  # fmt: skip
     return Built(method, backbone, {})
 
 
 def _til_prepare(ctx: BuildContext) -> None:
-    if ctx.cfg.til_outer == "valid" and len(ctx.dataset.valid) == 0:
+    if ctx.cfg.options.outer == "valid" and len(ctx.dataset.valid) == 0:
         raise ConfigError("TIL's outer loss needs validation pairs; the dataset has none")
 
 
 def _til(variant: str):
     def build(ctx: BuildContext) -> Built:
-        cfg, backbone, dataset = ctx.cfg, ctx.backbone, ctx.dataset
+        cfg, o, backbone, dataset = ctx.cfg, ctx.cfg.options, ctx.backbone, ctx.dataset
         ids = jnp.zeros((1,), jnp.int32)
         feats = jax.eval_shape(lambda key: backbone.pair_features(backbone.init(key), ids, ids, ids),
                                jax.random.key(0))  # fmt: skip
@@ -154,11 +263,10 @@ def _til(variant: str):
         }
         method = baselines.make_til_method(
             backbone, n_items=dataset.n_items, state_dim=2 * (feats.shape[-1] // 3), variant=variant,
-            hidden=cfg.til_hidden or cfg.embedding_dim, output=cfg.til_output, outer=cfg.til_outer,
-            mi_state=cfg.til_mi_state, n_clusters=cfg.til_clusters,
-            cluster_every=cfg.til_cluster_every * (ctx.train.n_pairs // cfg.batch_size),
-            valid_batch=cfg.til_valid_batch or cfg.batch_size, meta_learning_rate=cfg.til_meta_learning_rate,
-            meta_weight_decay=cfg.til_meta_weight_decay, **_common(ctx),
+            hidden=o.hidden or cfg.embedding_dim, output=o.output, outer=o.outer, mi_state=o.mi_state,
+            n_clusters=o.clusters, cluster_every=o.cluster_every * (ctx.train.n_pairs // cfg.batch_size),
+            valid_batch=o.valid_batch or cfg.batch_size, meta_learning_rate=o.meta_learning_rate,
+            meta_weight_decay=o.meta_weight_decay, **_common(ctx),
         )  # fmt: skip
         return Built(method, backbone, aux)
 
@@ -166,21 +274,18 @@ def _til(variant: str):
 
 
 BUILTIN_METHODS = (
-    MethodEntry("dvr", _dvr, prepare=_dvr_reward_data, defaults=_dvr_defaults, check=_dvr_check, uses_reward=True),
+    MethodEntry("dvr", _dvr, options=DVROptions, prepare=_dvr_reward_data, defaults=_dvr_defaults, check=_dvr_check,
+                uses_reward=True),
     MethodEntry("bpr", _bpr),
-    MethodEntry(
-        "pop",
-        _pop,
-        make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items),
-        trains=False,
-    ),  # fmt: skip
-    MethodEntry("aobpr", _aobpr),
-    MethodEntry("wbpr", _wbpr),
-    MethodEntry("pris", _pris),
-    MethodEntry("tce", _tce),
-    MethodEntry("rce", _rce),
-    MethodEntry("til-ui", _til("ui"), prepare=_til_prepare),
-    MethodEntry("til-mi", _til("mi"), prepare=_til_prepare),
-)
+    MethodEntry("pop", _pop, trains=False,
+                make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items)),
+    MethodEntry("aobpr", _aobpr, options=AOBPROptions, prefix="aobpr"),
+    MethodEntry("wbpr", _wbpr, options=WBPROptions, prefix="wbpr"),
+    MethodEntry("pris", _pris, options=PRISOptions, prefix="pris"),
+    MethodEntry("tce", _tce, options=TCEOptions, prefix="tce"),
+    MethodEntry("rce", _rce, options=RCEOptions, prefix="rce"),
+    MethodEntry("til-ui", _til("ui"), options=TILOptions, prefix="til", prepare=_til_prepare),
+    MethodEntry("til-mi", _til("mi"), options=TILOptions, prefix="til", prepare=_til_prepare),
+)  # fmt: skip
 for _entry in BUILTIN_METHODS:
     register_method(_entry)

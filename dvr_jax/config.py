@@ -1,20 +1,29 @@
-"""The run configuration: one typed, frozen dataclass whose annotations drive its validation.
+"""The run configuration: a typed, frozen tree whose annotations drive its validation and its CLI.
 
-Each field declares its type (a `Literal` for a closed set of choices), a one-line help, a
-group and, for numbers, its bounds (`min`, `gt`, `max`, `lt`) in `dataclasses.field`
-metadata. `RunConfig.__post_init__` checks every field against that declaration in one loop,
-then the few cross-field rules that one field cannot state. `experiments/run.py` generates
-its flags from the same declarations, so a field, its flag, its help and its checks cannot
-drift apart. Only `experiments/` builds a RunConfig and only `dvr_jax/loop.py` and the
-registry's builders (`dvr_jax/builders.py`) read it; library functions take plain typed
-arguments. `method` is checked against the method registry (`dvr_jax.registry`,
-docs/engineering.md §12): its choices are read when asked for, so a method registered at run
-time is valid, and the entry resolves its own defaults and checks its own option combinations.
+`RunConfig` holds what every run has (data, backbone, budget, validation, run directory) and,
+in `options`, the method's own options: a small frozen dataclass that the method's registry
+entry owns (`MethodEntry.options`, e.g. `TCEOptions` next to TCE's builder in
+`dvr_jax/builders.py`; docs/engineering.md §12). Every field, of RunConfig and of each options
+class, declares its type (a `Literal` for a closed set of choices), a one-line help and, for
+numbers, its bounds (`min`, `gt`, `max`, `lt`) in `dataclasses.field` metadata; RunConfig's
+fields also declare their `--help` group. `RunConfig.__post_init__` checks every field of the
+tree against its declaration in one loop, then the few cross-field rules that one field cannot
+state (the method's own through its entry's `check`).
+
+Flat names. On the command line, in `config.json`, in presets and in `make_config` /
+`RunConfig.replace`, an option is spelled `<prefix>_<name>` with the entry's prefix (TCE's
+`drop_rate` is `tce_drop_rate`, flag `--tce-drop-rate`); DVR's options have no prefix
+(`reward_fraction`, `--estimator`). `experiments/run.py` generates its flags from the same
+declarations, so a field, its flag, its help and its checks cannot drift apart. Only
+`experiments/` builds a RunConfig and only `dvr_jax/loop.py` and the registry's builders read
+it; library functions take plain typed arguments. `method` is checked against the method
+registry: its choices are read when asked for, so a method registered at run time is valid.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import operator
@@ -31,7 +40,7 @@ class ConfigError(ValueError):
 
 Reward = Literal["loss", "recall", "ndcg", "cc", "ild", "gini"]
 REWARDS: tuple[str, ...] = typing.get_args(Reward)
-GROUPS = ("run", "data", "training", "dvr", "baselines")  # flag groups, in `--help` order
+GROUPS = ("run", "data", "training")  # RunConfig's flag groups, in `--help` order; then one per options class
 BOUNDS = {"min": (operator.ge, ">="), "gt": (operator.gt, ">"), "max": (operator.le, "<="), "lt": (operator.lt, "<")}
 
 
@@ -48,6 +57,18 @@ def _field(group: str, default: Any, help: str, *, default_text: str | None = No
         raise ValueError(f"bad field declaration: group {group!r}, bounds {sorted(bounds)}")
     meta = {"group": group, "help": help, **bounds, **({"default_text": default_text} if default_text else {})}
     return dataclasses.field(default=default, metadata={**meta, **({"choices": choices} if choices else {})})
+
+
+def option(default: Any, help: str, *, default_text: str | None = None, **bounds: float) -> Any:
+    """A field of a method's options dataclass: its default, one line of help and its bounds.
+
+    `default_text` describes a None default that the method's entry resolves (its `defaults`)
+    or its builder reads as "derive from another field" (shown by `--help` instead of "none").
+    """
+    if not set(bounds) <= set(BOUNDS):
+        raise ValueError(f"bad option declaration: bounds {sorted(bounds)}")
+    meta = {"help": help, **bounds, **({"default_text": default_text} if default_text else {})}
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def method_names() -> tuple[str, ...]:
@@ -130,95 +151,38 @@ class RunConfig:
     pretrain_epochs: int | None = _field(
         "training", None, "epochs of the BPR warm-start run", min=1, default_text="--epochs"
     )
-    reward_fraction: float = _field("dvr", 0.1, "share of validation users in the reward", gt=0, max=1)
-    reward_k: int = _field("dvr", 20, "cut-off K of ranking rewards", min=1)
-    reward_interval: int = _field("dvr", 1, "valuator update every N steps", min=1)
-    weight_mode: Literal["sample", "dot"] = _field("dvr", "sample", "sample: Bernoulli masks from the selection "
-                                                   "probabilities; dot: the probabilities as loss weights")  # fmt: skip
-    pg_mode: Literal["reinforce", "code"] = _field("dvr", "reinforce", "reinforce: log-likelihood of the sampled "
-                                                   "mask; code: the reference code's surrogate")  # fmt: skip
-    valuator: Literal["sample", "slot"] = _field("dvr", "sample", "sample: the sample game; slot: the paper's "
-                                                 "slot-indexed Harsanyi net")  # fmt: skip
-    estimator: Literal["ema", "counterfactual", "loo", "delta", "none"] = _field(
-        "dvr", "loo", "REINFORCE advantage estimator"
-    )
-    num_masks: int = _field("dvr", 4, "masks K of the loo estimator", min=1)
-    mse_target: Literal["coalition", "batch"] = _field("dvr", "coalition", "valuator MSE on the trained coalitions, "
-                                                       "or only on the full batch (the paper's)")  # fmt: skip
-    influence: bool = _field("dvr", True, "compute every triplet's first-order influence on the validation loss")
-    loss_game_weight: float = _field("dvr", 1.0, "weight of the loss game fitted on random coalitions; "
-                                     "0: the reward alone trains the valuator", min=0)  # fmt: skip
-    loss_game_coalitions: int = _field("dvr", 16, "random coalitions per step for the loss game", min=1)
-    interaction_rank: int = _field("dvr", 8, "sample game: rank of the interaction dividends", min=1)
-    max_order: int = _field("dvr", 2, "sample game: highest interaction order", min=1, max=4)
-    h_dim: int | None = _field(
-        "dvr", None, "valuator encoder output width", min=1, default_text="32; slot valuator 10, 50 for cc/ild"
-    )
-    harsanyi_width: int = _field("dvr", 100, "slot valuator: units per Harsanyi layer", min=1)
-    harsanyi_layers: int = _field("dvr", 2, "slot valuator: Harsanyi layers", min=1)
-    children_init: Literal["random", "cover"] = _field("dvr", "random", "slot valuator: initial children masks")
-    value_map: Literal["sigmoid", "code"] = _field("dvr", "sigmoid", "map from data value to selection probability")
-    selection_slope: float = _field("dvr", 1.0, "slope kappa of the sigmoid map on the batch-standardised value", gt=0)
-    selection_floor: float = _field(
-        "dvr", 1e-3, "probabilities of the sigmoid map stay in [floor, 1 - floor]", min=0, lt=0.5
-    )
-    valuator_learning_rate: float = _field("dvr", 1e-3, "Adam step size of the valuator", gt=0)
-    valuator_weight_decay: float = _field("dvr", 1e-3, "coupled L2 weight decay of the valuator's Adam", min=0)
-    alpha_mse: float = _field("dvr", 1.0, "weight of the valuator's MSE term", min=0)
-    alpha_pg: float = _field("dvr", 1.0, "weight of the policy-gradient term", min=0)
-    lambda_explore: float = _field("dvr", 1000.0, "weight of the exploration penalty", min=0)
-    baseline_window: float = _field("dvr", 20.0, "EMA window of the reward baseline, in reward steps", min=1)
-    aobpr_lambda: float = _field("baselines", 0.05, "AOBPR λ_rel; the rank scale is λ = λ_rel · I", gt=0)
-    aobpr_refresh: int | None = _field(
-        "baselines", None, "AOBPR steps between ranking refreshes", min=1, default_text="ceil(I ln I / B)"
-    )
-    aobpr_pool: int = _field("baselines", 100, "AOBPR candidate pool for NeuMF (no dot product)", min=1)
-    wbpr_exponent: float = _field("baselines", 1.0, "WBPR popularity exponent: P(j) ∝ pop(j)^exponent", min=0)
-    wbpr_item_bias: bool = _field("baselines", True, "WBPR: add a learned item bias to the scores")
-    wbpr_user_uniform: bool = _field("baselines", False, "WBPR: LibRec order, a uniform user then a positive")
-    pris_negatives: int = _field("baselines", 5, "PRIS negatives per positive L", min=1)
-    pris_temperature: float = _field("baselines", 1.0, "PRIS temperature τ_w", gt=0)
-    pris_proposal: Literal["uniform", "pop"] = _field("baselines", "uniform", "PRIS proposal of negatives")
-    tce_drop_rate: float = _field("baselines", 0.2, "TCE maximum drop rate ε_max", min=0, lt=1)
-    tce_num_gradual: int = _field("baselines", 30000, "TCE ramp length N_r in steps", min=1)
-    tce_exponent: float = _field("baselines", 1.0, "TCE ramp exponent", gt=0)
-    rce_beta: float = _field("baselines", 0.2, "RCE β", min=0)
-    til_hidden: int | None = _field("baselines", None, "TIL generator width", min=1, default_text="--embedding-dim")
-    til_output: Literal["softplus", "sigmoid"] = _field("baselines", "softplus", "TIL generator output")
-    til_outer: Literal["valid", "train"] = _field("baselines", "valid", "TIL outer loss on validation pairs, or "
-                                                  "on training pairs as TIL's released code does")  # fmt: skip
-    til_mi_state: Literal["centroid", "user"] = _field("baselines", "centroid", "TIL-MI state of a triplet")
-    til_clusters: int = _field("baselines", 20, "TIL-MI item communities n_c", min=1)
-    til_cluster_every: int = _field("baselines", 10, "TIL-MI epochs between k-means refreshes", min=1)
-    til_valid_batch: int | None = _field(
-        "baselines", None, "TIL validation pairs per outer loss", min=1, default_text="--batch-size"
-    )
-    til_meta_learning_rate: float = _field("baselines", 1e-3, "TIL generator Adam step size", gt=0)
-    til_meta_weight_decay: float = _field("baselines", 0.0, "coupled L2 weight decay of TIL's generator", min=0)
+    options: Any = dataclasses.field(default=None, metadata={"group": "run", "nested": True, "help": (
+        "the method's own options: an instance of its registry entry's `options` dataclass; "
+        "none: its defaults")})  # fmt: skip
 
     def __post_init__(self):
-        from dvr_jax import registry  # noqa: PLC0415  (config stays importable alone)
-
-        problem = field_problem("method", self.method)
-        if problem:
-            raise ConfigError(f"method {problem}")
-        entry = registry.get_method(self.method)
-        defaults = {
-            "batch_size": 5000,
-            "warm_start": "none",
-            "h_dim": 32 if self.valuator == "sample" else (50 if self.reward in ("cc", "ild") else 10),
-            **(entry.defaults(self) if entry.defaults else {}),
-        }
-        for name, value in defaults.items():
+        entry = _entry(self.method)
+        options = self.options
+        if options is None and entry.options is not None:
+            options = entry.options()
+        if type(options) is not (entry.options or type(None)):
+            wanted = entry.options.__name__ if entry.options else "None"
+            raise ConfigError(f"options of method {self.method} must be {wanted}, got {type(options).__name__}")
+        object.__setattr__(self, "options", options)  # frozen: set once, here
+        defaults = {"batch_size": 5000, "warm_start": "none", **(entry.defaults(self) if entry.defaults else {})}
+        core = {name: value for name, value in defaults.items() if name in FIELDS}
+        for name, value in core.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)  # resolve defaults once, stay frozen
-        for f in dataclasses.fields(self):
-            problem = field_problem(f.name, getattr(self, f.name))
-            if problem:
-                raise ConfigError(f"{f.name} {problem}")
-        self._check_combinations()
+        own = {name: value for name, value in defaults.items() if name not in FIELDS}
+        if own:
+            resolved = {name: value for name, value in own.items() if getattr(options, name) is None}
+            object.__setattr__(self, "options", dataclasses.replace(options, **resolved))
+        for owner in (self, self.options):
+            for f in dataclasses.fields(owner) if owner is not None else ():
+                if f.metadata.get("nested"):
+                    continue
+                problem = field_problem(f.name, getattr(owner, f.name), type(owner))
+                if problem:
+                    raise ConfigError(f"{flat_name(entry, f.name) if owner is self.options else f.name} {problem}")
+        self._check_combinations(entry)
 
-    def _check_combinations(self) -> None:
+    def _check_combinations(self, entry: Any) -> None:
         """The rules no single field states: the backbone registry, the selection metric, the method's options."""
         from dvr_jax.backbones import BACKBONES  # noqa: PLC0415  (config stays importable alone)
 
@@ -227,9 +191,6 @@ class RunConfig:
         match = re.fullmatch(r"[a-z_]+@(\d+)", self.select_metric)
         if not match or int(match.group(1)) not in self.ks:
             raise ConfigError(f"select_metric must be <metric>@K with K in ks {self.ks}, got {self.select_metric!r}")
-        from dvr_jax import registry  # noqa: PLC0415
-
-        entry = registry.get_method(self.method)
         if entry.check is not None:
             try:
                 entry.check(self)
@@ -243,29 +204,110 @@ class RunConfig:
         return f"{self.dataset}-{self.backbone}-{self.method}-{self.reward}-s{self.seed}"
 
     def replace(self, **changes: Any) -> RunConfig:
-        """A copy with fields changed; unknown names raise ConfigError."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ConfigError(f"unknown config option(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
+        """A copy with fields changed, by flat name (`estimator=...`, `tce_drop_rate=...`).
+
+        A change of `method` drops the old method's options (the new one starts from its
+        defaults, plus the options given here); unknown names raise ConfigError.
+        """
+        fields = self.to_dict()
+        if changes.get("method", self.method) != self.method:
+            fields = {name: value for name, value in fields.items() if name in FIELDS}
+        if "options" in changes:  # a whole options object replaces the flat ones
+            fields = {name: value for name, value in fields.items() if name in FIELDS}
+        return make_config(**{**fields, **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The flat view written to `config.json`: RunConfig's fields, then the options by flat name."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("nested")}
+        if self.options is not None:
+            entry = _entry(self.method)
+            flat.update({flat_name(entry, f.name): getattr(self.options, f.name)
+                         for f in dataclasses.fields(self.options)})  # fmt: skip
+        return flat
 
 
-FIELDS: Mapping[str, dataclasses.Field] = types.MappingProxyType({f.name: f for f in dataclasses.fields(RunConfig)})
+FIELDS: Mapping[str, dataclasses.Field] = types.MappingProxyType(
+    {f.name: f for f in dataclasses.fields(RunConfig) if not f.metadata.get("nested")}
+)
 FIELD_TYPES: Mapping[str, Any] = types.MappingProxyType(typing.get_type_hints(RunConfig))  # strings resolved
 
 
-def field_problem(name: str, value: Any) -> str | None:
-    """What is wrong with `value` for the RunConfig field `name` (type, then bounds), or None.
+def _entry(method: Any) -> Any:
+    """The registry entry of `method`; a bad or unknown name raises ConfigError."""
+    from dvr_jax import registry  # noqa: PLC0415  (config stays importable alone)
+
+    problem = field_problem("method", method)
+    if problem:
+        raise ConfigError(f"method {problem}")
+    return registry.get_method(method)
+
+
+def flat_name(entry: Any, name: str) -> str:
+    """The flat spelling of option `name` of `entry`: `<prefix>_<name>`, or `name` without a prefix."""
+    return f"{entry.prefix}_{name}" if entry.prefix else name
+
+
+def option_names(method: str) -> dict[str, str]:
+    """{flat name: field name} of the options of `method` (empty for a method without options)."""
+    entry = _entry(method)
+    if entry.options is None:
+        return {}
+    return {flat_name(entry, f.name): f.name for f in dataclasses.fields(entry.options)}
+
+
+def all_options() -> dict[str, tuple[type, dataclasses.Field, tuple[str, ...]]]:
+    """Every registered option by flat name: (its options class, its field, the methods that take it)."""
+    from dvr_jax import registry  # noqa: PLC0415
+
+    found: dict[str, tuple[type, dataclasses.Field, tuple[str, ...]]] = {}
+    for method in registry.method_names():
+        entry = registry.get_method(method)
+        for f in dataclasses.fields(entry.options) if entry.options is not None else ():
+            name = flat_name(entry, f.name)
+            cls, field, methods = found.get(name, (entry.options, f, ()))
+            if cls is not entry.options:
+                raise TypeError(f"option {name} is declared by {cls.__name__} and {entry.options.__name__}")
+            found[name] = (cls, field, (*methods, method))
+    return found
+
+
+def make_config(**fields: Any) -> RunConfig:
+    """A RunConfig from flat names: RunConfig's fields plus the method's options by flat name.
+
+    Raises:
+      ConfigError: an unknown name, an option of another method, or a bad value.
+    """
+    method = fields.get("method", FIELDS["method"].default)
+    entry = _entry(method)
+    own = option_names(method)
+    options = {own[name]: fields.pop(name) for name in list(fields) if name in own}
+    foreign = sorted(name for name in fields if name not in FIELDS and name != "options")
+    if foreign:
+        known = all_options()
+        problems = [f"{name} is an option of method {'/'.join(known[name][2])}, not of {method}" if name in known
+                    else f"unknown config option {name}" for name in foreign]  # fmt: skip
+        raise ConfigError("; ".join(problems))
+    if options:
+        if fields.get("options") is not None:
+            raise ConfigError("give the method's options either as an object or by name, not both")
+        fields["options"] = entry.options(**options)
+    return RunConfig(**fields)
+
+
+@functools.cache
+def _field_types(owner: type) -> Mapping[str, Any]:
+    return typing.get_type_hints(owner)
+
+
+def field_problem(name: str, value: Any, owner: type = RunConfig) -> str | None:
+    """What is wrong with `value` for field `name` of `owner` (RunConfig or an options class), or None.
 
     Returns a phrase to follow the field's (or flag's) name, e.g. "must be > 0, got nan".
     """
-    problem = _type_problem(FIELD_TYPES[name], value)
+    problem = _type_problem(_field_types(owner)[name], value)
     if problem or value is None:
         return problem
-    meta = FIELDS[name].metadata
+    meta = owner.__dataclass_fields__[name].metadata
     if "choices" in meta and value not in meta["choices"]():
         return f"must be one of {', '.join(meta['choices']())}, got {value!r}"
     bounds = [(key, meta[key]) for key in BOUNDS if key in meta]
@@ -293,5 +335,5 @@ def _type_problem(kind: Any, value: Any) -> str | None:
     checks = {bool: isinstance(value, bool), int: is_number and isinstance(value, numbers.Integral),
               float: is_number, str: isinstance(value, str)}  # fmt: skip
     if kind not in checks:
-        raise TypeError(f"RunConfig cannot check fields of type {kind}")  # a declaration error, not user input
+        raise TypeError(f"config fields cannot be of type {kind}")  # a declaration error, not user input
     return None if checks[kind] else f"must be {kind.__name__}, got {value!r}"

@@ -57,13 +57,20 @@ class MethodEntry:
       prepare: `prepare(ctx) -> Any`, before the warm start: data checks (raise ValueError or
         ConfigError) and device arrays the build needs (DVR's reward data); its result is
         `ctx.prepared`. None: nothing to prepare.
-      defaults: `defaults(cfg) -> dict` of values for the config's None fields this method
-        resolves its own way (DVR: batch size, warm start).
+      defaults: `defaults(cfg) -> dict` of values for the None fields (RunConfig's or its own
+        options', by field name) this method resolves its own way (DVR: batch size, warm start,
+        valuator width); `cfg.options` is already set when it is called.
       check: `check(cfg)`: option combinations of this method's fields (raise ValueError).
       make_backbone: `make_backbone(cfg, dataset) -> Backbone` replacing the registry backbone
         (the popularity ranking); None: `--backbone`.
       trains: False for a method without a train step (no batch-size check, no warm start).
       uses_reward: the run is named and reported by its `--reward` (DVR).
+      options: the method's own options, a frozen dataclass whose fields are declared with
+        `dvr_jax.config.option` (type, default, help, bounds); `RunConfig.options` holds an
+        instance, and each field is a flag `--<prefix>-<field>`. None: no options of its own.
+      prefix: the options' flat-name prefix (`tce` makes `drop_rate` the flag `--tce-drop-rate`
+        and the `config.json` key `tce_drop_rate`); "" keeps the bare field names (DVR's).
+        Entries sharing an options class (TIL-UI and TIL-MI) share its flags.
     """
 
     name: str
@@ -74,6 +81,8 @@ class MethodEntry:
     make_backbone: Callable[[Any, Any], Any] | None = None
     trains: bool = True
     uses_reward: bool = False
+    options: type | None = None
+    prefix: str = ""
 
 
 def _load_builtins() -> None:

@@ -52,7 +52,6 @@ diagnostics. Mean ± std are over seeds (population, ddof = 0).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import sys
@@ -63,7 +62,7 @@ from scipy import stats
 
 from dvr_jax import noise
 from dvr_jax.checkpoint import CheckpointError
-from dvr_jax.config import METHODS, REWARDS, ConfigError, RunConfig
+from dvr_jax.config import FIELDS, METHODS, REWARDS, ConfigError, RunConfig, all_options, make_config, option_names
 from dvr_jax.data import DataError, Dataset, load_dataset
 from dvr_jax.export import write_json
 
@@ -180,14 +179,18 @@ def _convert(text: str, annotation: str) -> Any:
 
 
 def parse_extra(items: list[str]) -> dict[str, Any]:
-    """`NAME=VALUE` strings -> RunConfig fields (typed by the field's annotation)."""
-    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    """`NAME=VALUE` strings -> config fields by flat name (typed by the field's annotation).
+
+    NAME is a RunConfig field or any registered method's option (`estimator`, `tce_drop_rate`);
+    `run_config` gives each run the options of its own method only.
+    """
+    fields = {**FIELDS, **{name: field for name, (_, field, _) in all_options().items()}}
     parsed = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or name not in fields:
-            raise ConfigError(f"--extra {item!r}: expected NAME=VALUE with NAME a RunConfig field")
+            raise ConfigError(f"--extra {item!r}: expected NAME=VALUE with NAME a config field or a method's option")
         if name in HARNESS_FIELDS:
             raise ConfigError(f"--extra {name}: set by the harness (use its own flag)")
         try:
@@ -203,14 +206,21 @@ def default_out(dataset: str, mode: str, share: float) -> pathlib.Path:
 
 
 def run_config(args: argparse.Namespace, method: str, seed: int, out: pathlib.Path) -> RunConfig:
-    """The RunConfig of one (method, seed) cell: quick <- flags <- --extra, then the harness fields."""
+    """The RunConfig of one (method, seed) cell: quick <- flags <- --extra, then the harness fields.
+
+    An `--extra` option of one method (`selection_slope=3`, `tce_drop_rate=0.1`) applies to that
+    method's runs and is left out of the others'.
+    """
     fields = dict(QUICK) if args.quick else {}
     flags = {"backbone": args.backbone, "epochs": args.epochs, "batch_size": args.batch_size}
     fields.update({k: v for k, v in flags.items() if v is not None})
-    fields.update(parse_extra(args.extra))
-    fields.update(method_fields(method))
-    return RunConfig(dataset=args.dataset, data_dir=args.data_dir, seed=seed, out=str(out / run_dir_name(method, seed)),
-                     overwrite=True, progress=False, **fields)  # fmt: skip
+    harness = method_fields(method)
+    own = set(option_names(harness["method"]))
+    fields.update({k: v for k, v in parse_extra(args.extra).items() if k in FIELDS or k in own})
+    fields.update(harness)
+    return make_config(dataset=args.dataset, data_dir=args.data_dir, seed=seed,
+                       out=str(out / run_dir_name(method, seed)), overwrite=True, progress=False,
+                       **fields)  # fmt: skip
 
 
 def train_or_reuse(cfg: RunConfig, dataset: Dataset, planting: dict[str, Any]) -> dict[str, Any]:
@@ -421,7 +431,7 @@ def score_run(cfg: RunConfig, method: str, dataset: Dataset, planted: np.ndarray
     if noisy:
         scores = backbone_scores(cfg, dataset, cfg.seed)
         if cfg.method == "dvr":
-            scores.update(pair_value_scores(workdir, dataset, influence=cfg.influence))
+            scores.update(pair_value_scores(workdir, dataset, influence=cfg.options.influence))
         scores["random"] = np.random.default_rng([cfg.seed, 7]).random(len(planted))
         scorers = detection_metrics(scores, planted)
     record = {
@@ -430,7 +440,7 @@ def score_run(cfg: RunConfig, method: str, dataset: Dataset, planted: np.ndarray
         "scorers": scorers,
         "test": {k: results["test"][k] for k in TEST_METRICS},
         "valid": {k: results.get("valid", {}).get(k) for k in VALID_METRICS},
-        "diagnostics": dvr_diagnostics(workdir, dataset, planted, cfg.influence) if cfg.method == "dvr" else {},
+        "diagnostics": dvr_diagnostics(workdir, dataset, planted, cfg.options.influence) if cfg.method == "dvr" else {},
         "best_epoch": results.get("best_epoch"), "dataset_summary": dataset.summary(),
         "source_hash": dataset.source_hash,
         "convention": "auc = roc_auc(score, ~planted) with higher score = more likely real; "

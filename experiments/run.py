@@ -1,8 +1,11 @@
 """Command-line entry point: `python experiments/run.py --dataset lastfm --reward recall`.
 
-Installed, the same entry point is the `dvr-jax` command. Every field of
-`dvr_jax.config.RunConfig` is a flag `--field-name`, generated from the dataclass (its type,
-help, group and default: `--help` lists them); `--config PRESET` loads a preset from
+Installed, the same entry point is the `dvr-jax` command. Every field of the config tree is a
+flag generated from its dataclass (its type, help, group and default: `--help` lists them):
+`dvr_jax.config.RunConfig`'s fields as `--field-name`, and each registered method's options as
+`--<prefix>-<field>` in a group of their own (`--tce-drop-rate`; DVR's without a prefix, e.g.
+`--estimator`). An option of another method than `--method` is refused with one line.
+`--config PRESET` loads a preset from
 `experiments/configs/presets.py` and explicit flags override it. Unknown flags and bad
 values (`--lr nan`, `--method nope`) end with a one-line argparse error naming the flag and
 exit status 2. Bad input found later (unknown dataset or backbone, option combinations,
@@ -19,7 +22,7 @@ import typing
 from typing import Any, Literal, NoReturn
 
 from dvr_jax.checkpoint import CheckpointError  # noqa: E402
-from dvr_jax.config import FIELD_TYPES, GROUPS, ConfigError, RunConfig, field_problem  # noqa: E402
+from dvr_jax.config import FIELDS, GROUPS, ConfigError, RunConfig, all_options, field_problem, make_config  # noqa: E402
 from dvr_jax.data import DataError  # noqa: E402
 from experiments.configs.presets import PRESETS  # noqa: E402
 
@@ -28,9 +31,7 @@ ALIASES = {"learning_rate": ("--lr",)}  # extra spellings of a field's flag
 NONE_WORDS = ("none", "off")  # spell None for an `int | None` field
 NONE_MEANS = {"kcore": 0}  # `--kcore none` disables filtering; leaving the flag out keeps the dataset's k-core
 GROUP_TITLES = {"run": "run: what to train and where it goes", "data": "data: dataset, filtering, split",
-                "training": "training: budget, optimiser, validation, warm start",
-                "dvr": "DVR: valuator and metric adapter (--method dvr)",
-                "baselines": "baselines: AOBPR, WBPR, PRIS, TCE, RCE, TIL"}  # fmt: skip
+                "training": "training: budget, optimiser, validation, warm start"}  # fmt: skip
 METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
 
@@ -48,21 +49,21 @@ def show_default(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def _converter(name: str, kind: Any, optional: bool, element: bool):
-    """The argparse `type` of field `name`: text -> `kind`, then the field's own checks.
+def _converter(name: str, owner: type, flat: str, kind: Any, optional: bool, element: bool):
+    """The argparse `type` of field `name` of `owner` (flag `flat`): text -> `kind`, then the field's checks.
 
     Raises argparse.ArgumentTypeError, so a bad value is a one-line error naming the flag.
     """
 
     def convert(text: str) -> Any:
         if optional and text.lower() in NONE_WORDS:
-            value = NONE_MEANS.get(name)
+            value = NONE_MEANS.get(flat)
         else:
             try:
                 value = kind(text)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"expected {METAVARS[kind].lower()}, got {text!r}") from None
-        problem = field_problem(name, (value,) if element else value)
+        problem = field_problem(name, (value,) if element else value, owner)
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
@@ -71,51 +72,58 @@ def _converter(name: str, kind: Any, optional: bool, element: bool):
     return convert
 
 
-def _add_flag(group: argparse._ArgumentGroup, field: dataclasses.Field) -> None:
-    """Adds `--field-name` (and its ALIASES): typed, checked, with help, default and choices.
+def _add_flag(group: argparse._ArgumentGroup, field: dataclasses.Field, owner: type, flat: str) -> None:
+    """Adds `--flat-name` (and its ALIASES) for `field` of `owner`: typed, checked, with help, default, choices.
 
     A field with a `choices` callable in its metadata (`--method`, from the method registry)
     gets the choices registered when the parser is built.
     """
-    kind = FIELD_TYPES[field.name]
-    flags = ["--" + field.name.replace("_", "-"), *ALIASES.get(field.name, ())]
+    kind = typing.get_type_hints(owner)[field.name]
+    flags = ["--" + flat.replace("_", "-"), *ALIASES.get(flat, ())]
     shown = field.metadata.get("default_text") or show_default(field.default)
     text = f"{field.metadata.get('help', '')} (default: {shown})".replace("%", "%%")
     if kind is bool:  # --x / --no-x
-        group.add_argument(*flags, action=argparse.BooleanOptionalAction, help=text)
+        group.add_argument(*flags, dest=flat, action=argparse.BooleanOptionalAction, help=text)
         return
     if typing.get_origin(kind) is Literal:
-        group.add_argument(*flags, choices=typing.get_args(kind), help=text)
+        group.add_argument(*flags, dest=flat, choices=typing.get_args(kind), help=text)
         return
     if "choices" in field.metadata:  # an open set (a registry): read now, when the parser is built
-        group.add_argument(*flags, choices=field.metadata["choices"](), help=text)
+        group.add_argument(*flags, dest=flat, choices=field.metadata["choices"](), help=text)
         return
     args = typing.get_args(kind)
     optional, element = type(None) in args, typing.get_origin(kind) is tuple
     scalar = args[0] if (optional or element) else kind
     extra = {"nargs": "+"} if element else {}
     metavar = METAVARS[scalar] + ("|none" if optional and scalar is not str else "")
-    group.add_argument(*flags, type=_converter(field.name, scalar, optional and scalar is not str, element),
-                       metavar=metavar, help=text, **extra)  # fmt: skip
+    convert = _converter(field.name, owner, flat, scalar, optional and scalar is not str, element)
+    group.add_argument(*flags, dest=flat, type=convert, metavar=metavar, help=text, **extra)
 
 
 def parser() -> argparse.ArgumentParser:
-    """The CLI, generated from `RunConfig`'s fields: one flag per field, in the field's group.
+    """The CLI, generated from the config tree: RunConfig's fields, then each method's options.
 
     A generator over `dataclasses.fields` rather than a library (tyro, ml_collections) or a
-    hand-written list: it adds no dependency, it covers every field shape RunConfig uses
-    (str, int, float, bool, Literal, `X | None`, `tuple[int, ...]`) in ~60 lines, and a new
-    field gets its flag, help, default and checks with nothing else to edit, where the
+    hand-written list: it adds no dependency, it covers every field shape the tree uses (str,
+    int, float, bool, Literal, `X | None`, `tuple[int, ...]`) in ~70 lines, it reads the method
+    registry when called (so a method registered at run time brings its options' flags), and a
+    new field gets its flag, help, default and checks with nothing else to edit, where the
     hand-written list had drifted (fields without flags, defaults copied into help text).
     Every default is argparse.SUPPRESS: the namespace holds only the flags given, so a
-    preset and RunConfig's defaults fill the rest, and `--patience none` overrides a preset.
+    preset and the dataclasses' defaults fill the rest, and `--patience none` overrides a preset.
     """
     p = _Parser(description="Train and evaluate a recommender (BPR baselines and DVR).", allow_abbrev=False,
                 usage="%(prog)s [--config PRESET] [--FLAG VALUE ...]", argument_default=argparse.SUPPRESS)  # fmt: skip
     p.add_argument("--config", choices=sorted(PRESETS), help="preset of fields; the flags given override it")
     groups = {name: p.add_argument_group(GROUP_TITLES[name]) for name in GROUPS}
-    for field in dataclasses.fields(RunConfig):
-        _add_flag(groups[field.metadata.get("group", "run")], field)
+    for name, field in FIELDS.items():
+        _add_flag(groups[field.metadata["group"]], field, RunConfig, name)
+    option_groups: dict[type, argparse._ArgumentGroup] = {}
+    for flat, (owner, field, _) in all_options().items():
+        if owner not in option_groups:
+            title = (owner.__doc__ or owner.__name__).strip().splitlines()[0].rstrip(".")
+            option_groups[owner] = p.add_argument_group(title)
+        _add_flag(option_groups[owner], field, owner, flat)
     return p
 
 
@@ -129,7 +137,7 @@ def config_from_args(argv: list[str] | None = None) -> RunConfig:
     args = vars(parser().parse_args(argv))
     preset = PRESETS[args.pop("config")] if "config" in args else {}
     flags = {name: tuple(value) if isinstance(value, list) else value for name, value in args.items()}
-    return RunConfig(**{**preset, **flags})
+    return make_config(**{**preset, **flags})
 
 
 def main(argv: list[str] | None = None) -> int:

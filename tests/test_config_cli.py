@@ -1,4 +1,8 @@
-"""RunConfig's declared fields and the CLI generated from them: every field a flag, checked up front."""
+"""The config tree's declared fields and the CLI generated from them: every field a flag, checked up front.
+
+The tree is RunConfig's own fields plus every registered method's options dataclass; a leaf is
+(owner class, field, flat name, a method that takes it).
+"""
 
 from __future__ import annotations
 
@@ -13,44 +17,62 @@ from typing import Any, Literal
 import pytest
 
 from dvr_jax import adapter, dvr, registry
-from dvr_jax.config import FIELD_TYPES, GROUPS, METHODS, REWARDS, ConfigError, RunConfig
+from dvr_jax.builders import DVROptions, TCEOptions
+from dvr_jax.config import GROUPS, METHODS, REWARDS, ConfigError, RunConfig, all_options, make_config
 from dvr_jax.valuator import children, factory, sample_game, value_map
 from experiments import run
 from experiments.configs.presets import PRESETS
 from tests.conftest import REPO
 
-FIELDS = dataclasses.fields(RunConfig)
+
+class Leaf(typing.NamedTuple):
+    owner: type
+    field: dataclasses.Field
+    flat: str
+    method: str  # a method that takes the field ("bpr" for RunConfig's own: no cross-field rules)
+
+    @property
+    def kind(self) -> Any:
+        return typing.get_type_hints(self.owner)[self.field.name]
+
+    def read(self, cfg: RunConfig) -> Any:
+        return getattr(cfg if self.owner is RunConfig else cfg.options, self.field.name)
+
+
+LEAVES = [Leaf(RunConfig, f, f.name, "bpr") for f in dataclasses.fields(RunConfig) if not f.metadata.get("nested")]
+LEAVES += [Leaf(owner, f, flat, methods[0]) for flat, (owner, f, methods) in all_options().items()]
+IDS = [leaf.flat for leaf in LEAVES]
 STRINGS = {
     "backbone": "lightgcn",
     "select_metric": "ndcg@10",
     "method": "tce",
 }  # strings the config checks against something
-BASE = ["--method", "bpr"]  # keeps DVR's cross-field rules out of single-field round trips
+COMPANIONS = dict.fromkeys(("reward_interval", "weight_mode"), ["--estimator", "ema"])  # loo: every step, sampled masks
 
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def representative(field: dataclasses.Field) -> tuple[list[str], Any]:
-    """Command-line words setting `field` to a valid non-default value, and that value."""
-    kind, default = FIELD_TYPES[field.name], field.default
+def representative(leaf: Leaf) -> tuple[list[str], Any]:
+    """Command-line words setting `leaf` to a valid non-default value, and that value."""
+    kind, default, name = leaf.kind, leaf.field.default, leaf.flat
     scalar = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
     if kind is bool:
-        return [flag(field.name) if not default else "--no-" + flag(field.name)[2:]], not default
+        return [flag(name) if not default else "--no-" + flag(name)[2:]], not default
     if typing.get_origin(kind) is Literal:
         value = [c for c in typing.get_args(kind) if c != default][-1]
-        return [flag(field.name), value], value
+        return [flag(name), value], value
     if typing.get_origin(kind) is tuple:
-        return [flag(field.name), "5", "20"], (5, 20)
+        return [flag(name), "5", "20"], (5, 20)
     if scalar is int:
         value = (default or 1) + 2
-        return [flag(field.name), str(value)], value
+        return [flag(name), str(value)], value
     if scalar is float:
         value = default / 2 if default else 0.5
-        return [flag(field.name), repr(value)], value
-    value = STRINGS.get(field.name, f"x-{field.name}")
-    return [flag(field.name), value], value
+        return [flag(name), repr(value)], value
+    value = STRINGS.get(name, f"x-{name}")
+    return [flag(name), value], value
 
 
 def parse_error(argv: list[str], capsys) -> str:
@@ -64,19 +86,24 @@ def parse_error(argv: list[str], capsys) -> str:
 
 def test_every_field_declares_help_and_group_and_has_a_flag():
     options = run.parser()._option_string_actions
-    for field in FIELDS:
-        assert field.metadata.get("help") and field.metadata.get("group") in GROUPS, field.name
-        assert options[flag(field.name)].dest == field.name
+    for leaf in LEAVES:
+        assert leaf.field.metadata.get("help"), leaf.flat
+        assert leaf.owner is not RunConfig or leaf.field.metadata.get("group") in GROUPS, leaf.flat
+        assert options[flag(leaf.flat)].dest == leaf.flat
     assert options["--lr"].dest == "learning_rate"
     assert {"--no-progress", "--no-influence", "--no-wbpr-item-bias", "--wbpr-user-uniform", "--export"} <= set(options)
+    assert {leaf.owner for leaf in LEAVES} >= {RunConfig, DVROptions, TCEOptions}
+    assert sum(leaf.owner is not RunConfig for leaf in LEAVES) == len(all_options()) > 40  # the options are leaves
 
 
-@pytest.mark.parametrize("field", FIELDS, ids=[f.name for f in FIELDS])
-def test_each_flag_round_trips_into_the_config(field):
-    words, value = representative(field)
-    cfg = run.config_from_args(BASE + words)
-    assert getattr(cfg, field.name) == value and value != field.default
-    assert type(getattr(cfg, field.name)) is type(value)
+@pytest.mark.parametrize("leaf", LEAVES, ids=IDS)
+def test_each_flag_round_trips_into_the_config(leaf):
+    words, value = representative(leaf)
+    method = [] if leaf.flat == "method" else ["--method", leaf.method]
+    cfg = run.config_from_args(method + COMPANIONS.get(leaf.flat, []) + words)
+    assert leaf.read(cfg) == value and value != leaf.field.default
+    assert type(leaf.read(cfg)) is type(value)
+    assert cfg.to_dict()[leaf.flat] == value and make_config(**cfg.to_dict()) == cfg  # the flat view round-trips
 
 
 def test_none_words_and_aliases():
@@ -93,21 +120,49 @@ def test_preset_then_explicit_flags():
     assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.checkpoint_every) == (7, 1024, 3, 2)
     assert run.config_from_args([]) == RunConfig()
     for name, preset in PRESETS.items():
-        assert RunConfig(**preset).replace(**preset), name  # every preset key is a valid field value
+        assert make_config(**preset).replace(**preset), name  # every preset key is a valid field value
 
 
 def test_help_shows_every_default_choices_and_groups(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     text = run.parser().format_help()
-    for field in FIELDS:
-        start = re.search(rf"^ +{re.escape(flag(field.name))}\b", text, re.MULTILINE)
-        assert start, field.name
+    for leaf in LEAVES:
+        start = re.search(rf"^ +{re.escape(flag(leaf.flat))}\b", text, re.MULTILINE)
+        assert start, leaf.flat
         entry = " ".join(text[start.start() : text.index(")\n", start.start()) + 1].split())
-        shown = field.metadata.get("default_text") or run.show_default(field.default)
+        shown = leaf.field.metadata.get("default_text") or run.show_default(leaf.field.default)
         assert entry.endswith(f"(default: {shown})"), entry
-        if typing.get_origin(FIELD_TYPES[field.name]) is Literal:
-            assert "{" + ",".join(typing.get_args(FIELD_TYPES[field.name])) + "}" in entry
+        if typing.get_origin(leaf.kind) is Literal:
+            assert "{" + ",".join(typing.get_args(leaf.kind)) + "}" in entry
     assert all(run.GROUP_TITLES[group] in text for group in GROUPS)
+    assert "DVR: the data valuator and the metric adapter" in text and "TCE: truncated loss" in text
+
+
+def test_the_options_of_another_method_are_refused(capsys):
+    assert run.main(["--method", "bpr", "--tce-drop-rate", "0.1"]) == 2
+    assert capsys.readouterr().err == "error: tce_drop_rate is an option of method tce, not of bpr\n"
+    with pytest.raises(ConfigError, match="estimator is an option of method dvr, not of tce"):
+        make_config(method="tce", estimator="ema")
+    with pytest.raises(ConfigError, match="unknown config option bogus"):
+        make_config(bogus=1)
+    with pytest.raises(ConfigError, match="options of method tce must be TCEOptions, got DVROptions"):
+        RunConfig(method="tce", options=DVROptions())
+    with pytest.raises(ConfigError, match="options of method bpr must be None"):
+        RunConfig(method="bpr", options=TCEOptions())
+
+
+def test_options_as_an_object_or_by_flat_name():
+    by_name = make_config(method="tce", tce_drop_rate=0.1)
+    assert by_name == RunConfig(method="tce", options=TCEOptions(drop_rate=0.1))
+    assert by_name.options.drop_rate == 0.1 and by_name.to_dict()["tce_drop_rate"] == 0.1
+    assert by_name.replace(tce_exponent=2.0).options == TCEOptions(drop_rate=0.1, exponent=2.0)
+    switched = by_name.replace(method="bpr")
+    assert switched.options is None and "tce_drop_rate" not in switched.to_dict()
+    dvr_cfg = by_name.replace(method="dvr", estimator="ema")
+    assert dvr_cfg.options.estimator == "ema" and dvr_cfg.options.h_dim == 32  # the entry's defaults resolve
+    assert make_config(valuator="slot", reward="cc").options.h_dim == 50
+    with pytest.raises(ConfigError, match="either as an object or by name"):
+        make_config(method="tce", options=TCEOptions(), tce_drop_rate=0.1)
 
 
 @pytest.mark.parametrize(
@@ -147,15 +202,16 @@ def test_bad_values_are_one_line_errors_naming_the_flag(argv, named, capsys):
 )
 def test_the_library_path_checks_the_same_declarations(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        RunConfig(**changes)
+        make_config(**changes)
 
 
-@pytest.mark.parametrize("field", [f for f in FIELDS if typing.get_origin(FIELD_TYPES[f.name]) is Literal],
-                         ids=lambda f: f.name)  # fmt: skip
-def test_literal_choices_reject_other_values(field, capsys):
-    assert f"{flag(field.name)}: invalid choice: 'bogus'" in parse_error([flag(field.name), "bogus"], capsys)
-    with pytest.raises(ConfigError, match=f"{field.name} must be one of"):
-        RunConfig(**{field.name: "bogus"})
+@pytest.mark.parametrize("leaf", [leaf for leaf in LEAVES if typing.get_origin(leaf.kind) is Literal],
+                         ids=lambda leaf: leaf.flat)  # fmt: skip
+def test_literal_choices_reject_other_values(leaf, capsys):
+    argv = ["--method", leaf.method, flag(leaf.flat), "bogus"]
+    assert f"{flag(leaf.flat)}: invalid choice: 'bogus'" in parse_error(argv, capsys)
+    with pytest.raises(ConfigError, match=f"{leaf.flat} must be one of"):
+        make_config(method=leaf.method, **{leaf.flat: "bogus"})
 
 
 def test_unknown_and_abbreviated_flags_are_errors(capsys):
@@ -164,13 +220,13 @@ def test_unknown_and_abbreviated_flags_are_errors(capsys):
 
 
 def test_choices_and_bounds_agree_with_the_library():
-    choices = {name: typing.get_args(kind) for name, kind in FIELD_TYPES.items()}
+    choices = {leaf.flat: typing.get_args(leaf.kind) for leaf in LEAVES}
     assert choices["estimator"] == adapter.ESTIMATORS and choices["mse_target"] == dvr.MSE_TARGETS
     assert choices["value_map"] == value_map.VALUE_MAPS and choices["children_init"] == children.CHILDREN_INITS
     assert choices["valuator"] == factory.VALUATOR_KINDS
     assert (registry.method_names(), choices["reward"]) == (METHODS, REWARDS)
     assert {a.dest: a.choices for a in run.parser()._actions}["method"] == METHODS
-    assert RunConfig.__dataclass_fields__["max_order"].metadata["max"] == sample_game.MAX_ORDER
+    assert DVROptions.__dataclass_fields__["max_order"].metadata["max"] == sample_game.MAX_ORDER
 
 
 def test_script_and_console_entry_point():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import pytest
 
-from dvr_jax.config import ConfigError, RunConfig
+from dvr_jax.config import ConfigError, RunConfig, make_config
 from experiments import run
 
 
@@ -13,15 +13,16 @@ def test_dvr_flags_reach_the_config():
     cfg = run.config_from_args(["--valuator", "slot", "--estimator", "ema", "--num-masks", "3", "--mse-target",
                                 "batch", "--no-influence", "--loss-game-weight", "0.5", "--loss-game-coalitions",
                                 "4", "--interaction-rank", "2", "--max-order", "3"])  # fmt: skip
-    assert (cfg.valuator, cfg.estimator, cfg.num_masks, cfg.mse_target, cfg.influence) == (
+    o = cfg.options
+    assert (o.valuator, o.estimator, o.num_masks, o.mse_target, o.influence) == (
         "slot",
         "ema",
         3,
         "batch",
         False,
     )
-    assert (cfg.loss_game_weight, cfg.loss_game_coalitions, cfg.interaction_rank, cfg.max_order) == (0.5, 4, 2, 3)
-    assert cfg.h_dim == 10 and RunConfig().h_dim == 32  # the slot valuator keeps its own width
+    assert (o.loss_game_weight, o.loss_game_coalitions, o.interaction_rank, o.max_order) == (0.5, 4, 2, 3)
+    assert o.h_dim == 10 and RunConfig().options.h_dim == 32  # the slot valuator keeps its own width
 
 
 @pytest.mark.parametrize(
@@ -37,7 +38,7 @@ def test_dvr_flags_reach_the_config():
 )
 def test_bad_dvr_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
-        RunConfig(method="dvr", **changes)
+        make_config(method="dvr", **changes)
 
 
 def test_selection_slope_and_floor_reach_the_valuator():
@@ -48,7 +49,7 @@ def test_selection_slope_and_floor_reach_the_valuator():
     shapley = jnp.linspace(-2.0, 2.0, 9)
 
     def probabilities(**changes):
-        valuator = run_valuator(RunConfig(**changes))
+        valuator = run_valuator(make_config(**changes))
         return valuator.probabilities({"offset": jnp.zeros(())}, shapley)
 
     base, steep, floored = probabilities(), probabilities(selection_slope=3.0), probabilities(selection_floor=0.2)

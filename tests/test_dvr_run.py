@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from dvr_jax.config import RunConfig
+from dvr_jax.config import make_config
 from dvr_jax.data import load_dataset
 from dvr_jax.loop import train_and_evaluate
 
@@ -17,7 +17,7 @@ from dvr_jax.loop import train_and_evaluate
 def _config(real_data_dir, out, **changes):
     base = dict(dataset="lastfm", data_dir=str(real_data_dir), method="dvr", epochs=1, batch_size=2048,
                 valid_interval=1, patience=None, warm_start="none", out=str(out), progress=False)  # fmt: skip
-    return RunConfig(**{**base, **changes})
+    return make_config(**{**base, **changes})
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dvr_jax import loop
-from dvr_jax.config import ConfigError, RunConfig
+from dvr_jax.config import ConfigError, RunConfig, make_config
 from experiments import run
 from tests.helpers import tiny_dataset
 
@@ -25,7 +25,7 @@ def _tiny_config(tmp_path, **changes) -> RunConfig:
     base = dict(dataset="tiny", method="dvr", reward="recall", epochs=2, batch_size=32, valid_interval=1,
                 patience=None, out=str(tmp_path / "dvr"), progress=False, estimator="ema", influence=False,
                 reward_fraction=1.0, eval_chunk=16)  # fmt: skip
-    return RunConfig(**{**base, **changes})
+    return make_config(**{**base, **changes})
 
 
 @pytest.mark.slow

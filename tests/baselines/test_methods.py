@@ -10,7 +10,8 @@ import pytest
 
 from dvr_jax import registry, sampler
 from dvr_jax.backbones import make_backbone
-from dvr_jax.config import ConfigError, RunConfig
+from dvr_jax.builders import AOBPROptions, PRISOptions, RCEOptions, TCEOptions, TILOptions, WBPROptions
+from dvr_jax.config import ConfigError, make_config
 from dvr_jax.state import tree_all_finite
 from dvr_jax.step import StepData
 from tests.helpers import count_compilations, tiny_dataset
@@ -40,8 +41,9 @@ def _build(rng, method, backbone_name, **options):
     arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
     size = {} if backbone_name == "neumf" else {"dim": 8}
     backbone = make_backbone(backbone_name, dataset.n_users, dataset.n_items, **size)
-    cfg = RunConfig(method=method, backbone=backbone_name, batch_size=BATCH, embedding_dim=8, til_clusters=4,
-                    til_valid_batch=8, **options)  # fmt: skip
+    small_til = {"til_clusters": 4, "til_valid_batch": 8} if method.startswith("til") else {}
+    cfg = make_config(method=method, backbone=backbone_name, batch_size=BATCH, embedding_dim=8, **small_til,
+                      **options)  # fmt: skip
     graph = backbone.build_graph(dataset.train)
     built = registry.get_method(method).build(registry.BuildContext(cfg, dataset, arrays, backbone, graph))
     data = StepData(arrays, graph, built.aux)
@@ -81,38 +83,68 @@ def test_wbpr_evaluates_with_the_item_bias(rng):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"pris_proposal": "cluster"}, "pris_proposal"),
-        ({"tce_drop_rate": 1.0}, "tce_drop_rate"),
-        ({"aobpr_lambda": 0.0}, "aobpr_lambda"),
-        ({"til_outer": "test"}, "til_outer"),
-        ({"pris_negatives": 0}, "pris_negatives"),
+        ({"method": "pris", "pris_proposal": "cluster"}, "pris_proposal must be one of"),
+        ({"method": "tce", "tce_drop_rate": 1.0}, "tce_drop_rate must be >= 0 and < 1"),
+        ({"method": "aobpr", "aobpr_lambda_rel": 0.0}, "aobpr_lambda_rel must be > 0"),
+        ({"method": "til-ui", "til_outer": "test"}, "til_outer must be one of"),
+        ({"method": "pris", "pris_negatives": 0}, "pris_negatives must be >= 1"),
         ({"method": "til"}, "method must be one of"),
+        ({"method": "pris", "tce_drop_rate": 0.1}, "tce_drop_rate is an option of method tce, not of pris"),
     ],  # fmt: skip
 )
 def test_bad_baseline_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
-        RunConfig(**{"method": "pris", **changes})
+        make_config(**changes)
 
 
-def test_cli_flags_reach_the_config():
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (
+            ["--method", "aobpr", "--aobpr-lambda-rel", "0.1", "--aobpr-refresh", "7", "--aobpr-pool", "9"],
+            AOBPROptions(lambda_rel=0.1, refresh=7, pool=9),
+        ),
+        (
+            ["--method", "wbpr", "--wbpr-exponent", "0.5", "--no-wbpr-item-bias", "--wbpr-user-uniform"],
+            WBPROptions(exponent=0.5, item_bias=False, user_uniform=True),
+        ),
+        (
+            ["--method", "pris", "--pris-negatives", "3", "--pris-temperature", "0.5", "--pris-proposal", "pop"],
+            PRISOptions(negatives=3, temperature=0.5, proposal="pop"),
+        ),
+        (
+            ["--method", "tce", "--tce-drop-rate", "0.1", "--tce-num-gradual", "1000"],
+            TCEOptions(drop_rate=0.1, num_gradual=1000),
+        ),
+        (["--method", "rce", "--rce-beta", "0.25"], RCEOptions(beta=0.25)),
+        (
+            [
+                "--method",
+                "til-mi",
+                "--til-meta-learning-rate",
+                "0.01",
+                "--til-outer",
+                "train",
+                "--til-output",
+                "sigmoid",
+                "--til-mi-state",
+                "user",
+                "--til-clusters",
+                "8",
+                "--til-cluster-every",
+                "2",
+            ],
+            TILOptions(
+                meta_learning_rate=0.01, outer="train", output="sigmoid", mi_state="user", clusters=8, cluster_every=2
+            ),
+        ),
+        (["--method", "wbpr"], WBPROptions()),
+        (["--method", "bpr"], None),
+    ],  # fmt: skip
+    ids=lambda value: value[1] if isinstance(value, list) else None,
+)
+def test_cli_flags_reach_the_method_options(argv, expected):
     from experiments import run
 
-    cfg = run.config_from_args([
-        "--method", "til-mi", "--aobpr-lambda", "0.1", "--aobpr-refresh", "7", "--wbpr-exponent", "0.5",
-        "--no-wbpr-item-bias", "--wbpr-user-uniform", "--pris-negatives", "3", "--pris-temperature", "0.5",
-        "--pris-proposal", "pop", "--tce-drop-rate", "0.1", "--tce-num-gradual", "1000", "--rce-beta", "0.25",
-        "--til-meta-learning-rate", "0.01", "--til-outer", "train", "--til-output", "sigmoid",
-        "--til-mi-state", "user", "--til-clusters", "8", "--til-cluster-every", "2",
-    ])  # fmt: skip
-    assert (cfg.method, cfg.aobpr_lambda, cfg.aobpr_refresh, cfg.wbpr_exponent) == ("til-mi", 0.1, 7, 0.5)
-    assert (cfg.wbpr_item_bias, cfg.wbpr_user_uniform, cfg.pris_negatives, cfg.pris_temperature) == (
-        False,
-        True,
-        3,
-        0.5,
-    )
-    assert (cfg.pris_proposal, cfg.tce_drop_rate, cfg.tce_num_gradual, cfg.rce_beta) == ("pop", 0.1, 1000, 0.25)
-    assert (cfg.til_meta_learning_rate, cfg.til_outer, cfg.til_output) == (0.01, "train", "sigmoid")
-    assert (cfg.til_mi_state, cfg.til_clusters, cfg.til_cluster_every) == ("user", 8, 2)
-    defaults = run.config_from_args(["--method", "wbpr"])
-    assert defaults.wbpr_item_bias and not defaults.wbpr_user_uniform and defaults.tce_drop_rate == 0.2
+    cfg = run.config_from_args(argv)
+    assert cfg.options == expected

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from dvr_jax.config import RunConfig
+from dvr_jax.config import make_config
 from dvr_jax.loop import train_and_evaluate
 
 METHODS = ["aobpr", "wbpr", "pris", "tce", "rce", "til-ui", "til-mi"]
@@ -25,7 +25,7 @@ TCE_RAMP = 10  # steps; lastfm has 24 steps per epoch, so the epoch sees the ram
 
 def _run(data_dir, out, method: str, **options) -> tuple[dict, dict]:
     """(results, the epoch's train_log record) of a one-epoch run."""
-    cfg = RunConfig(dataset="lastfm", data_dir=str(data_dir), method=method, epochs=1, batch_size=BATCH,
+    cfg = make_config(dataset="lastfm", data_dir=str(data_dir), method=method, epochs=1, batch_size=BATCH,
                     learning_rate=0.02, ks=(20,), valid_interval=1, patience=None, out=str(out), progress=False,
                     **options)  # fmt: skip
     results = train_and_evaluate(cfg, report=False)
