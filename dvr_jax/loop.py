@@ -27,7 +27,7 @@ from dvr_jax.data import DataError, load_dataset, resolve_data_dir
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
 from dvr_jax.methods import Method, make_bpr_method
-from dvr_jax.progress import TrainingProgress
+from dvr_jax.progress import EvaluationProgress, TrainingProgress
 from dvr_jax.step import StepData
 
 
@@ -187,10 +187,10 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset) -> tuple[An
     return checkpoint.restore_backbone(best, like, lambda state: state.params), seconds
 
 
-def _evaluate(components: Components, params, arrays: EvalArrays, ks) -> dict[str, float]:
+def _evaluate(components: Components, params, arrays: EvalArrays, ks, on_chunk=None) -> dict[str, float]:
     return evaluate(
         components.backbone, params, components.data.graph, arrays,
-        ks=ks, item_categories=components.dataset.item_categories,
+        ks=ks, item_categories=components.dataset.item_categories, on_chunk=on_chunk,
     )  # fmt: skip
 
 
@@ -373,9 +373,10 @@ def _run(
     params = method.backbone_params(state)
     if method.step is not None and tracker.best_epoch >= 0:
         params = checkpoint.restore_backbone(best, state, method.backbone_params)
-    valid_metrics = _evaluate(components, params, components.valid, cfg.ks)
     test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
-    test_metrics = _evaluate(components, params, test_arrays, cfg.ks)  # the only read of test
+    with EvaluationProgress(cfg.progress) as bars:
+        valid_metrics = _evaluate(components, params, components.valid, cfg.ks, bars.evaluation("valid"))
+        test_metrics = _evaluate(components, params, test_arrays, cfg.ks, bars.evaluation("test"))  # test's only read
     checkpoint_bytes = checkpoint.disk_bytes(workdir / "checkpoints")
     if checkpoint_bytes:
         print(f"checkpoints: {checkpoint_bytes / 1e6:.1f} MB in {workdir / 'checkpoints'}", file=sys.stderr)
@@ -441,7 +442,8 @@ def _fit(
         logs["train_log"].append({"epoch": done, **means})
         progress.status = f"loss {means['loss']:.4f}"
         if done % cfg.valid_interval == 0 or done == cfg.epochs:
-            metrics = _evaluate(components, components.method.backbone_params(state), components.valid, cfg.ks)
+            params = components.method.backbone_params(state)
+            metrics = _evaluate(components, params, components.valid, cfg.ks, progress.evaluation("valid"))
             value = metrics[cfg.select_metric]
             logs["metrics"].append({"epoch": done, "loss": means["loss"], "valid": metrics,
                                     "seconds": tracker.train_seconds})  # fmt: skip

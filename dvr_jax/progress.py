@@ -1,6 +1,6 @@
-"""Progress with an ETA on stderr, for training runs and for grids of runs.
+"""Progress with an ETA on stderr, for training runs, their evaluations and grids of runs.
 
-Both bars draw with `rich` (a dependency of flax) only when stderr is a terminal; in a log
+The bars draw with `rich` (a dependency of flax) only when stderr is a terminal; in a log
 file or under a test they print nothing but the lines passed to `line`, so logs stay
 readable. Nothing here reads device values: the step loop calls `update` with host
 integers only, so the bar adds no device-to-host sync.
@@ -9,6 +9,7 @@ integers only, so the bar adds no device-to-host sync.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import (
@@ -28,10 +29,34 @@ def _bar(console: Console) -> Progress:
     )  # fmt: skip
 
 
+ChunkCallback = Callable[[int, int], None]  # (chunks done, chunks in all) of an evaluation
+
+
 class _Bars:
-    """The bars' lifetime: `close` removes them (idempotent); as a context manager, on exit."""
+    """The bars' lifetime: `close` removes them (idempotent); as a context manager, on exit.
+
+    Every display also shows evaluations: `evaluation(label)` returns the callback that
+    `dvr_jax.evaluation.evaluate` calls after each chunk of users (None when nothing is drawn,
+    so the evaluation keeps its single sync at the end).
+    """
 
     _progress: Progress | None = None
+    _eval_task: object | None = None
+
+    def evaluation(self, label: str) -> ChunkCallback | None:
+        """A bar over the chunks of users of one evaluation (`label`: "valid", "test"), hidden when done."""
+        if self._progress is None:
+            return None
+        progress = self._progress
+        if self._eval_task is None:
+            self._eval_task = progress.add_task("", total=None, status="", visible=False)
+        task = self._eval_task
+        progress.reset(task, total=None, description=f"  {label} users", status="", visible=True)
+
+        def on_chunk(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, visible=done < total)
+
+        return on_chunk
 
     def close(self) -> None:
         """Removes the bars (idempotent)."""
@@ -80,6 +105,15 @@ class TrainingProgress(_Bars):
             print(text, file=sys.stderr, flush=True)
         else:
             self._console.print(text, highlight=False, markup=False)
+
+
+class EvaluationProgress(_Bars):
+    """Bars for the evaluations after training (best model on validation, then test): `evaluation`."""
+
+    def __init__(self, enabled: bool):
+        self._progress = _bar(Console(stderr=True)) if enabled and sys.stderr.isatty() else None
+        if self._progress is not None:
+            self._progress.start()
 
 
 class GridProgress(_Bars):

@@ -275,11 +275,13 @@ def evaluate(
     *,
     ks: Sequence[int] = (10, 20),
     item_categories: np.ndarray | Array | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """Full-ranking evaluation of a split: host driver over jitted chunk steps.
 
     Encodes the representations once, dispatches one jitted step per chunk (compiled
-    once per backbone, ks and shapes) and syncs once at the end.
+    once per backbone, ks and shapes) and syncs once at the end; with `on_chunk` (a
+    progress bar), it also waits for each chunk and then calls `on_chunk(done, n_chunks)`.
 
     Args:
       backbone: the backbone.
@@ -288,6 +290,7 @@ def evaluate(
       eval_arrays: from `make_eval_arrays`.
       ks: cut-offs K.
       item_categories: optional float32[I, n_cat] multi-hot item categories.
+      on_chunk: optional host callback `(chunks done, chunks in all)`, after each chunk.
 
     Returns:
       Dict of Python floats keyed as in `evaluate_on_device`.
@@ -302,6 +305,9 @@ def evaluate(
             totals, reps, eval_arrays, item_categories, np.int32(index),
             score_all=backbone.score_all, ks=ks,
         )  # fmt: skip
+        if on_chunk is not None:
+            jax.block_until_ready(totals)  # the bar shows work done, not work queued
+            on_chunk(index + 1, eval_arrays.n_chunks)
     result = jax.device_get(_finalize_jit(totals, n_users=eval_arrays.n_users))
     return {key: float(value) for key, value in result.items()}
 

@@ -199,3 +199,12 @@ def test_top_k_stays_a_top_k_kernel(setup):
         assert 'custom_call_target="TopK"' in hlo
         full = f"f32[{ea.chunk_size},{ds.n_items}]"
         assert not [line for line in hlo.splitlines() if " sort(" in line and full in line]
+
+
+def test_a_progress_callback_sees_every_chunk_and_changes_nothing(setup):
+    ds, backbone, params, scores = setup
+    ea = make_eval_arrays(ds, "valid", chunk_size=4)
+    calls = []
+    got = evaluate(backbone, params, None, ea, ks=KS, on_chunk=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, ea.n_chunks) for i in range(1, ea.n_chunks + 1)] and ea.n_chunks > 2
+    assert got == evaluate(backbone, params, None, ea, ks=KS)  # the per-chunk wait changes no number
