@@ -52,12 +52,33 @@ class DVROptions:
     interaction_rank: int = option(8, "sample game: rank of the interaction dividends", min=1)
     max_order: int = option(2, "sample game: highest interaction order", min=1, max=4)
     h_dim: int | None = option(
-        None, "valuator encoder output width", min=1, default_text="32; slot valuator 10, 50 for cc/ild"
+        None,
+        "valuator encoder output width",
+        min=1,
+        default_text="32; slot valuator 10, 50 for cc/ild, 1 for its paper encoder or P",
+    )
+    encoder_hidden: tuple[int, ...] = option((256, 128), "valuator encoder hidden widths", min=1)
+    use_loss_feature: bool = option(True, "the valuator encoder reads each sample's BPR loss")
+    slot_variant: Literal["G", "F", "P", "C_compat"] = option(
+        "G", "slot valuator: G (sample-grouped, the paper's reading), F, P, or C_compat (the released code's)"
+    )
+    slot_encoder: Literal["code", "paper"] = option(
+        "code", "slot valuator: the code's 3-layer tanh encoder, or the paper's ReLU-tanh scalar"
     )
     harsanyi_width: int = option(100, "slot valuator: units per Harsanyi layer", min=1)
     harsanyi_layers: int = option(2, "slot valuator: Harsanyi layers", min=1)
     children_init: Literal["random", "cover"] = option("random", "slot valuator: initial children masks")
+    harsanyi_act_ratio: float = option(0.01, "slot valuator: initial share of children", gt=0, max=1)
+    harsanyi_beta: float = option(10.0, "slot valuator: straight-through surrogate scale", gt=0)
+    harsanyi_trigger: float = option(1000.0, "slot valuator: AND trigger sharpness", gt=0)
+    harsanyi_v0: float = option(1.0, "slot valuator: initial children-logit magnitude", gt=0)
+    const_column: Literal["auto", "yes", "no"] = option(
+        "auto", "slot valuator: a constant 1 in every slot; auto: yes for G and F, no for P and C_compat"
+    )
+    shared_slot_weights: bool = option(False, "slot valuator: variant G's layer-1 weights shared across slots")
+    output_bias: bool = option(False, "slot valuator: a learnable output bias (not part of any value)")
     value_map: Literal["sigmoid", "code"] = option("sigmoid", "map from data value to selection probability")
+    code_map_scale: float = option(100.0, "scale gamma of the code value map", gt=0)
     selection_slope: float = option(1.0, "slope kappa of the sigmoid map on the batch-standardised value", gt=0)
     selection_floor: float = option(1e-3, "probabilities of the sigmoid map stay in [floor, 1 - floor]", min=0, lt=0.5)
     valuator_learning_rate: float = option(1e-3, "Adam step size of the valuator", gt=0)
@@ -145,7 +166,9 @@ def _pop(ctx: BuildContext) -> Built:
 
 def _dvr_defaults(cfg: RunConfig) -> dict:
     """DVR-Loss batches of 1000 (the paper's), a BPR warm start, and the valuator width by valuator and reward."""
-    h_dim = 32 if cfg.options.valuator == "sample" else (50 if cfg.reward in ("cc", "ild") else 10)
+    o = cfg.options
+    scalar = o.slot_encoder == "paper" or o.slot_variant == "P"
+    h_dim = 32 if o.valuator == "sample" else 1 if scalar else 50 if cfg.reward in ("cc", "ild") else 10
     return {"batch_size": 1000 if cfg.reward == "loss" else 5000, "warm_start": "auto", "h_dim": h_dim}
 
 
@@ -162,6 +185,7 @@ def _dvr_config(cfg: RunConfig) -> DVRConfig:
 
 def _dvr_check(cfg: RunConfig) -> None:
     check_config(_dvr_config(cfg))
+    run_valuator(cfg)  # the valuator's own option rules (e.g. variant P needs h_dim 1); builds no parameters
 
 
 def _dvr_reward_data(ctx: BuildContext) -> rewards.RewardData:
@@ -177,12 +201,23 @@ def _dvr_reward_data(ctx: BuildContext) -> rewards.RewardData:
 def run_valuator(cfg: RunConfig) -> Valuator:
     """The data valuator a DVR run trains, built from the run's DVR options."""
     o = cfg.options
-    selection = dict(value_map=o.value_map, kappa=o.selection_slope, eps=o.selection_floor)
+    common = dict(
+        h_dim=o.h_dim,
+        encoder_hidden=o.encoder_hidden,
+        use_loss_feature=o.use_loss_feature,
+        value_map=o.value_map,
+        kappa=o.selection_slope,
+        eps=o.selection_floor,
+        gamma_dv=o.code_map_scale,
+    )
     if o.valuator == "sample":
-        return make_valuator("sample", h_dim=o.h_dim, interaction_rank=o.interaction_rank, max_order=o.max_order,
-                             **selection)  # fmt: skip
-    return make_valuator("slot", h_dim=o.h_dim, num_layers=o.harsanyi_layers, width=o.harsanyi_width,
-                         children_init=o.children_init, **selection)  # fmt: skip
+        return make_valuator("sample", interaction_rank=o.interaction_rank, max_order=o.max_order, **common)
+    const_column = None if o.const_column == "auto" else o.const_column == "yes"
+    return make_valuator("slot", encoder=o.slot_encoder, variant=o.slot_variant, num_layers=o.harsanyi_layers,
+                         width=o.harsanyi_width, act_ratio=o.harsanyi_act_ratio, beta=o.harsanyi_beta,
+                         gamma_trig=o.harsanyi_trigger, v0=o.harsanyi_v0, children_init=o.children_init,
+                         const_column=const_column, shared_slot_weights=o.shared_slot_weights,
+                         output_bias=o.output_bias, **common)  # fmt: skip
 
 
 def _dvr(ctx: BuildContext) -> Built:

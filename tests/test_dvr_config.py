@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 from dvr_jax.config import ConfigError, RunConfig, make_config
@@ -57,3 +58,26 @@ def test_selection_slope_and_floor_reach_the_valuator():
     assert jnp.allclose(steep, 1e-3 + (1 - 2e-3) * jax.nn.sigmoid(3.0 * standardised), atol=1e-5)
     assert jnp.allclose(floored, 0.2 + 0.6 * jax.nn.sigmoid(standardised), atol=1e-5)
     assert jnp.max(steep) > jnp.max(base) and jnp.min(floored) >= 0.2
+
+
+def test_every_valuator_option_reaches_the_valuator():
+    from dvr_jax.loop import run_valuator
+
+    key = jax.random.key(0)
+    feats = jax.random.normal(jax.random.key(1), (6, 13))
+
+    def shapes(**changes):
+        params = jax.eval_shape(run_valuator(make_config(**changes)).init, key, feats)
+        return jax.tree.map(lambda leaf: leaf.shape, params)
+
+    sample, slot = shapes(), shapes(valuator="slot")
+    assert shapes(encoder_hidden=(8,)) != sample and shapes(valuator="slot", encoder_hidden=(8, 8, 8)) != slot
+    assert shapes(valuator="slot", output_bias=True) != slot and shapes(valuator="slot", slot_encoder="paper") != slot
+    assert shapes(valuator="slot", harsanyi_width=7) != slot and shapes(valuator="slot", const_column="no") != slot
+    assert shapes(valuator="slot", slot_variant="C_compat") != slot  # children over features, not samples
+    compat = run_valuator(make_config(valuator="slot", slot_variant="C_compat"))
+    values = compat.shapley(compat.init(key, feats), feats)
+    assert values.shape == (6,) and bool(jnp.all(jnp.isfinite(values)))
+    assert make_config(valuator="slot", slot_variant="P").options.h_dim == 1  # the scalar variant's width
+    with pytest.raises(ConfigError, match="variant 'P' needs h_dim=1"):
+        make_config(valuator="slot", slot_variant="P", h_dim=4)
