@@ -189,6 +189,41 @@ def roc_auc(scores, labels) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def within_user_rank(scores, users) -> np.ndarray:
+    """Each pair's rank among its own user's pairs, as a share in (0, 1]: 1 = the user's highest.
+
+    The per-user ranking that noise detectors such as PLD use instead of one global ranking:
+    a user whose scores are all low (a niche taste) no longer has all its pairs ranked below
+    every other user's. Ties within a user count as the average of their ranks.
+
+    Args:
+      scores: float[P] (higher means more likely real; NaN not allowed).
+      users: int[P] the user of each pair.
+
+    Returns:
+      f64[P] (average rank within the user, 1-based) / (the user's pair count).
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    users = np.asarray(users).ravel()
+    if scores.shape != users.shape:
+        raise ValueError(f"scores and users differ in length: {scores.shape[0]} vs {users.shape[0]}")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    order = np.lexsort((scores, users))  # by user, then score
+    sorted_users, sorted_scores = users[order], scores[order]
+    new_user = np.r_[True, sorted_users[1:] != sorted_users[:-1]]
+    new_value = new_user | np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    position = np.arange(len(order)) - np.maximum.accumulate(np.where(new_user, np.arange(len(order)), 0))  # 0-based
+    tie_group = np.cumsum(new_value) - 1
+    first = np.minimum.reduceat(position, np.flatnonzero(new_value)) if len(order) else position
+    last = np.maximum.reduceat(position, np.flatnonzero(new_value)) if len(order) else position
+    average = (first + last)[tie_group] / 2.0 + 1.0
+    _, user_index, counts = np.unique(sorted_users, return_inverse=True, return_counts=True)
+    ranks = np.empty(len(order))
+    ranks[order] = average / counts[user_index]
+    return ranks
+
+
 def average_precision(scores, labels) -> float:
     """Average precision: sum over score thresholds of (R_n - R_{n-1}) P_n (sklearn's definition).
 

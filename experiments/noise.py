@@ -22,7 +22,10 @@ planted, detection metrics skipped). Each method trains on it (`dvr_jax.loop`; a
 training pair is scored by each scorer (planted data only):
 
   model_score  s_ui of the validation-selected backbone,
-  neg_loss     mean over 20 seeded uniform negatives j of log sigmoid(s_ui - s_uj),
+  neg_loss     mean over 20 seeded uniform negatives j of log sigmoid(s_ui - s_uj): the
+               global loss ranking that TCE's truncation relies on,
+  user_neg_loss  the pair's rank of neg_loss among its own user's pairs, as a share
+               (`dvr_jax.noise.within_user_rank`): the per-user loss ranking of PLD,
   dvr_value    mean Shapley value of the pair over the run (DVR runs, `pair_values.npz`),
   dvr_prob     mean selection probability (DVR),
   influence    mean first-order influence on the validation loss (DVR, positive: helpful),
@@ -254,7 +257,7 @@ def _check_reusable(cfg: RunConfig, workdir: pathlib.Path, planting: dict[str, A
 
 
 def backbone_scores(cfg: RunConfig, dataset: Dataset, seed: int) -> dict[str, np.ndarray]:
-    """`model_score` and `neg_loss` of every training row, from the run's best checkpoint.
+    """`model_score`, `neg_loss` and `user_neg_loss` of every training row, from the run's best checkpoint.
 
     Args:
       cfg: the run's config (its `out` is the run directory).
@@ -262,7 +265,7 @@ def backbone_scores(cfg: RunConfig, dataset: Dataset, seed: int) -> dict[str, np
       seed: seed of the negatives.
 
     Returns:
-      {"model_score": f64[P], "neg_loss": f64[P]} aligned to `dataset.train`.
+      {"model_score", "neg_loss", "user_neg_loss": f64[P]} aligned to `dataset.train`.
     """
     import jax  # noqa: PLC0415
 
@@ -288,7 +291,9 @@ def backbone_scores(cfg: RunConfig, dataset: Dataset, seed: int) -> dict[str, np
         chunk_pos, chunk_loss = jax.device_get(out)
         pos.append(chunk_pos[: len(chunk)])
         loss.append(chunk_loss[: len(chunk)])
-    return {"model_score": np.concatenate(pos).astype(np.float64), "neg_loss": np.concatenate(loss).astype(np.float64)}
+    neg_loss = np.concatenate(loss).astype(np.float64)
+    return {"model_score": np.concatenate(pos).astype(np.float64), "neg_loss": neg_loss,
+            "user_neg_loss": noise.within_user_rank(neg_loss, pairs[:, 0])}  # fmt: skip
 
 
 def _make_chunk_scorer(backbone, n_negatives: int):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dvr_jax.data.dataset import Dataset
-from dvr_jax.noise import average_precision, paired_comparison, plant_random_pairs, roc_auc
+from dvr_jax.noise import average_precision, paired_comparison, plant_random_pairs, roc_auc, within_user_rank
 
 
 def _pairs(rng, n_users, n_items, per_user):
@@ -162,6 +162,28 @@ def test_auc_ap_hand_computed():
     # one tie between a positive and a negative: AUC = (1 + 0.5 + 1 + 1) / 4, AP = 1/2 * 1 + 1/2 * 2/3
     assert roc_auc([3, 2, 2, 1], [1, 1, 0, 0]) == pytest.approx(0.875)
     assert average_precision([3, 2, 2, 1], [1, 1, 0, 0]) == pytest.approx(0.5 + 1 / 3)
+
+
+def _within_user_rank_oracle(scores, users) -> np.ndarray:
+    """Slow reference: per pair, (1 + #lower + #tied others / 2) / n_u within its user."""
+    out = np.empty(len(scores))
+    for index, (score, user) in enumerate(zip(scores, users, strict=True)):
+        mine = scores[users == user]
+        out[index] = (np.sum(mine < score) + (np.sum(mine == score) + 1) / 2.0) / len(mine)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_within_user_rank_matches_its_oracle(seed):
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 7, 60)
+    scores = rng.integers(0, 5, 60).astype(float)  # many ties
+    np.testing.assert_allclose(within_user_rank(scores, users), _within_user_rank_oracle(scores, users), atol=1e-12)
+    # hand-computed: user 0 holds 0.1, 0.1, 0.5, 0.9 (ranks 1.5, 1.5, 3, 4 of 4); user 1 holds 1, 2, 2, 3
+    got = within_user_rank([0.5, 0.1, 0.9, 0.1, 3.0, 2.0, 2.0, 1.0], [0, 0, 0, 0, 1, 1, 1, 1])
+    np.testing.assert_allclose(got, [0.75, 0.375, 1.0, 0.375, 1.0, 0.625, 0.625, 0.25])
+    with pytest.raises(ValueError, match="NaN"):
+        within_user_rank([np.nan, 1.0], [0, 0])
 
 
 def test_auc_ap_reject_bad_input():
@@ -339,7 +361,7 @@ def test_noise_cli_smoke(real_data_dir, tmp_path, capsys):
     assert (out / "summary.md").exists() and (out / "summary.json").exists()
     record = json.loads((out / "bpr-s0" / "noise.json").read_text())
     assert record["planted"] == round(0.1 * 42216)
-    for scorer in ("model_score", "neg_loss", "random"):
+    for scorer in ("model_score", "neg_loss", "user_neg_loss", "random"):
         auc = record["scorers"][scorer]["auc"]
         assert isinstance(auc, float) and 0.0 <= auc <= 1.0
     summary = json.loads((out / "summary.json").read_text())
