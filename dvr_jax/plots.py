@@ -326,7 +326,7 @@ def write_plots(curves: RunCurves, out_dir: str | pathlib.Path, metrics: Sequenc
 
 def plot_run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None,
              metrics: Sequence[str] = DEFAULT_METRICS) -> list[pathlib.Path]:  # fmt: skip
-    """Reads a run directory and writes its training-curve PNG.
+    """Reads a run directory and writes its training-curve PNG, and for a DVR run its values histogram.
 
     Args:
       workdir: the run directory (see `read_run`).
@@ -334,11 +334,66 @@ def plot_run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = N
       metrics: validation metrics of the first panel.
 
     Returns:
-      The written files: `[<out_dir>/curves.png]`.
+      The written files: `[<out_dir>/curves.png]`, plus `<out_dir>/values.png` (the per-pair
+      values of `pair_values.npz`) when the run has them.
 
     Raises:
       PlotError: bad or missing run files, a missing metric, or nothing to plot.
       PlotDependencyError: matplotlib is not installed.
     """
-    out = pathlib.Path(workdir) / PLOTS_DIR if out_dir is None else out_dir
-    return write_plots(read_run(workdir), out, metrics)
+    out = pathlib.Path(workdir) / PLOTS_DIR if out_dir is None else pathlib.Path(out_dir)
+    written = write_plots(read_run(workdir), out, metrics)
+    values = pathlib.Path(workdir) / "pair_values.npz"
+    if values.exists():
+        with np.load(values) as npz:
+            written.append(write_value_histogram(npz["value"], out / VALUES_FILE, title=pathlib.Path(workdir).name))
+    return written
+
+
+VALUES_FILE = "values.png"
+
+
+def write_value_histogram(values, path: str | pathlib.Path, planted=None, title: str = "", dpi: int = 100,
+                          bins: int = 60) -> pathlib.Path:  # fmt: skip
+    """A histogram of per-pair data values as PNG (atomically); real and planted pairs apart when known.
+
+    Args:
+      values: f[P] per-pair values (NaN rows, never valued, are left out).
+      path: the PNG to write.
+      planted: optional bool[P], True for planted pairs: two density histograms on shared bins.
+      title: the figure title.
+
+    Returns:
+      `path`.
+
+    Raises:
+      PlotError: no finite value to draw.
+      PlotDependencyError: matplotlib is not installed.
+    """
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise PlotError(f"{path}: no finite data value to draw")
+    figure_cls, canvas_cls = _matplotlib()
+    fig = figure_cls(figsize=PANEL_INCHES, dpi=dpi, layout="constrained")
+    canvas_cls(fig)
+    ax = fig.subplots()
+    edges = np.histogram_bin_edges(values[finite], bins=bins)
+    if planted is None:
+        ax.hist(values[finite], bins=edges, color="tab:blue")
+        ax.set_ylabel("pairs")
+    else:
+        planted = np.asarray(planted, bool)
+        for mask, label, color in ((~planted, "real", "tab:blue"), (planted, "planted", "tab:red")):
+            chosen = values[finite & mask]
+            if len(chosen):
+                ax.hist(chosen, bins=edges, density=True, alpha=0.55, color=color, label=f"{label} ({len(chosen)})")
+        ax.set_ylabel("density")
+        ax.legend(fontsize="small")
+    ax.set(title=title or "data values", xlabel="mean data value of a training pair")
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    path = pathlib.Path(path)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path

@@ -424,6 +424,16 @@ def detection_metrics(scores: dict[str, np.ndarray], planted: np.ndarray) -> dic
     return out
 
 
+def _draw_values(workdir: pathlib.Path, values: np.ndarray, planted: np.ndarray, title: str) -> None:
+    """`<run>/plots/values.png` with real and planted pairs apart (nothing without matplotlib)."""
+    from dvr_jax import plots  # noqa: PLC0415
+
+    try:
+        plots.write_value_histogram(values, workdir / plots.PLOTS_DIR / plots.VALUES_FILE, planted=planted, title=title)
+    except plots.PlotDependencyError:
+        return
+
+
 def score_run(cfg: RunConfig, method: str, dataset: Dataset, planted: np.ndarray,
               results: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Scores one finished run and writes `<run>/noise.json`; returns its content.
@@ -437,6 +447,7 @@ def score_run(cfg: RunConfig, method: str, dataset: Dataset, planted: np.ndarray
         scores = backbone_scores(cfg, dataset, cfg.seed)
         if cfg.method == "dvr":
             scores.update(pair_value_scores(workdir, dataset, influence=cfg.options.influence))
+            _draw_values(workdir, load_pair_values(workdir, dataset)["value"], planted, f"{cfg.dataset} {method}")
         scores["random"] = np.random.default_rng([cfg.seed, 7]).random(len(planted))
         scorers = detection_metrics(scores, planted)
     record = {

@@ -186,3 +186,23 @@ def test_out_dirs_use_the_shortest_distinguishing_tail(tmp_path):
     assert plot_cli.out_dirs(runs, "o") == [pathlib.Path("o", *p.parts[-3:]) for p in runs]
     assert plot_cli.out_dirs(runs[2:], "o") == [pathlib.Path("o", "q")]
     assert plot_cli.out_dirs(runs[:1], None) == [runs[0] / "plots"]
+
+
+def test_a_dvr_run_with_pair_values_also_gets_a_values_histogram(tmp_path):
+    pytest.importorskip("matplotlib")
+    run = write_run(tmp_path / "run")
+    np.savez(run / "pair_values.npz", value=np.array([0.1, -0.2, np.nan, 0.3]))
+    paths = plots.plot_run(run)
+    assert paths == [run / "plots" / "curves.png", run / "plots" / "values.png"]
+    assert paths[1].read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_value_histogram_of_real_and_planted_pairs(tmp_path):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    values = np.r_[rng.normal(0.0, 1.0, 90), rng.normal(-2.0, 1.0, 10), np.nan]
+    planted = np.r_[np.zeros(90, bool), np.ones(10, bool), False]
+    path = plots.write_value_histogram(values, tmp_path / "p" / "values.png", planted=planted, title="t")
+    assert path.read_bytes().startswith(PNG_SIGNATURE) and len(path.read_bytes()) > 1000
+    with pytest.raises(plots.PlotError, match="no finite data value"):
+        plots.write_value_histogram([np.nan], tmp_path / "none.png")
