@@ -294,6 +294,20 @@ def make_config(**fields: Any) -> RunConfig:
     return RunConfig(**fields)
 
 
+def config_from_saved(saved: Mapping[str, Any]) -> RunConfig:
+    """The RunConfig of a run's `config.json` content (flat names; lists read back as tuples).
+
+    Keys that are not settings of the run's method are left out: `dataset_summary`, and what
+    runs written before the options moved into per-method classes kept for every method (the
+    other methods' options, AOBPR's old `aobpr_lambda`).
+    """
+    method = saved.get("method", FIELDS["method"].default)
+    wanted = set(FIELDS) | set(option_names(method))
+    fields = {name: tuple(value) if isinstance(value, list) else value
+              for name, value in saved.items() if name in wanted}  # fmt: skip
+    return make_config(**fields)
+
+
 @functools.cache
 def _field_types(owner: type) -> Mapping[str, Any]:
     return typing.get_type_hints(owner)

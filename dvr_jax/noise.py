@@ -73,6 +73,50 @@ def plant_random_pairs(dataset: Dataset, share: float, seed: int, mode: str = "a
     return new, labels[order]
 
 
+def remove_lowest(dataset: Dataset, scores, share: float, tag: str = "") -> tuple[Dataset, np.ndarray]:
+    """Drops the lowest-scored `share` of the training pairs, never a user's last one.
+
+    The removal experiment of data valuation: retrain on what is left and see whether the
+    metric holds (the scorer found useless or harmful pairs) or falls. Pairs are removed from
+    the lowest score up (ties: the earlier row first); a pair whose user would be left without
+    training pairs is skipped, so slightly fewer than `share` may go when one user holds many of
+    the lowest scores. Validation and test are untouched.
+
+    Args:
+      dataset: the data whose training split is scored.
+      scores: f[P] one score per row of `dataset.train` (higher: more valuable; NaN not allowed,
+        -inf is the lowest).
+      share: in [0, 1).
+      tag: names the scorer in the new `source_hash` (with `share`).
+
+    Returns:
+      (dataset with the kept training pairs and a new `source_hash`, bool[P] removed rows).
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    train = np.asarray(dataset.train).reshape(-1, 2)
+    if scores.shape != (len(train),):
+        raise ValueError(f"got {scores.shape[0]} scores for {len(train)} training pairs")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must be in [0, 1), got {share!r}")
+    n_remove = int(round(share * len(train)))
+    order = np.argsort(scores, kind="stable")  # lowest first
+    users = train[order, 0]
+    by_user = np.argsort(users, kind="stable")  # each user's rows, still lowest first
+    first = np.searchsorted(users[by_user], users[by_user], side="left")
+    rank = np.empty(len(order), np.int64)
+    rank[by_user] = np.arange(len(order)) - first  # a row's place among its user's rows
+    degree = np.bincount(train[:, 0], minlength=dataset.n_users)
+    removable = order[rank < degree[users] - 1]  # all but each user's highest-scored row, lowest first
+    removed = np.zeros(len(train), bool)
+    removed[removable[:n_remove]] = True
+    text = f"{dataset.source_hash}|removed-lowest|scorer={tag}|share={float(share)!r}"
+    kept = dataclasses.replace(dataset, train=train[~removed].astype(np.int32),
+                               source_hash=hashlib.sha256(text.encode()).hexdigest())  # fmt: skip
+    return kept, removed
+
+
 def _check_args(share: float, mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -271,6 +271,27 @@ def _matplotlib() -> tuple[Any, Any]:
     return Figure, FigureCanvasAgg
 
 
+def new_figure(size: tuple[float, float], dpi: int = 100) -> Any:
+    """An empty matplotlib Figure on an Agg canvas (no display needed), constrained layout.
+
+    Raises:
+      PlotDependencyError: matplotlib is not installed.
+    """
+    figure_cls, canvas_cls = _matplotlib()
+    fig = figure_cls(figsize=size, dpi=dpi, layout="constrained")
+    canvas_cls(fig)
+    return fig
+
+
+def save_png(fig: Any, path: str | pathlib.Path, dpi: int = 100) -> pathlib.Path:
+    """Writes `fig` to `path` as PNG, atomically; returns the path."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    path = pathlib.Path(path)
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
 def draw_panels(panels: Sequence[Panel], title: str = "", dpi: int = 100) -> Any:
     """Draws `panels` on a grid of `COLUMNS` columns, one `PANEL_INCHES` cell each.
 
@@ -281,11 +302,8 @@ def draw_panels(panels: Sequence[Panel], title: str = "", dpi: int = 100) -> Any
     Raises:
       PlotDependencyError: matplotlib is not installed.
     """
-    figure_cls, canvas_cls = _matplotlib()
     rows = max(1, math.ceil(len(panels) / COLUMNS))
-    size = (COLUMNS * PANEL_INCHES[0], rows * PANEL_INCHES[1])
-    fig = figure_cls(figsize=size, dpi=dpi, layout="constrained")
-    canvas_cls(fig)
+    fig = new_figure((COLUMNS * PANEL_INCHES[0], rows * PANEL_INCHES[1]), dpi)
     grid = fig.subplots(rows, COLUMNS, squeeze=False).ravel()
     for ax in grid[len(panels) :]:
         fig.delaxes(ax)
@@ -316,12 +334,7 @@ def write_plots(curves: RunCurves, out_dir: str | pathlib.Path, metrics: Sequenc
     panels = plan_panels(curves, metrics)
     if not panels:
         raise PlotError(f"{curves.workdir}: nothing to plot (no validation checks and no training log)")
-    fig = draw_panels(panels, curves.title, dpi)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    path = pathlib.Path(out_dir) / CURVES_FILE
-    write_bytes_atomic(path, buffer.getvalue())
-    return [path]
+    return [save_png(draw_panels(panels, curves.title, dpi), pathlib.Path(out_dir) / CURVES_FILE, dpi)]
 
 
 def plot_run(workdir: str | pathlib.Path, out_dir: str | pathlib.Path | None = None,
@@ -374,10 +387,8 @@ def write_value_histogram(values, path: str | pathlib.Path, planted=None, title:
     finite = np.isfinite(values)
     if not finite.any():
         raise PlotError(f"{path}: no finite data value to draw")
-    figure_cls, canvas_cls = _matplotlib()
-    fig = figure_cls(figsize=PANEL_INCHES, dpi=dpi, layout="constrained")
-    canvas_cls(fig)
-    ax = fig.subplots()
+    ax = new_figure(PANEL_INCHES, dpi).subplots()
+    fig = ax.figure
     edges = np.histogram_bin_edges(values[finite], bins=bins)
     if planted is None:
         ax.hist(values[finite], bins=edges, color="tab:blue")
@@ -392,8 +403,4 @@ def write_value_histogram(values, path: str | pathlib.Path, planted=None, title:
         ax.legend(fontsize="small")
     ax.set(title=title or "data values", xlabel="mean data value of a training pair")
     ax.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    path = pathlib.Path(path)
-    write_bytes_atomic(path, buffer.getvalue())
-    return path
+    return save_png(fig, path, dpi)
