@@ -77,6 +77,12 @@ class DVROptions:
     )
     shared_slot_weights: bool = option(False, "slot valuator: variant G's layer-1 weights shared across slots")
     output_bias: bool = option(False, "slot valuator: a learnable output bias (not part of any value)")
+    freeze_encoder: bool = option(False, "the valuator's sample encoder stays at its initialisation (the "
+                                  "released code's)")  # fmt: skip
+    reward_split: Literal["valid", "test"] = option("valid", "the split the reward reads; test is the released "
+                                                    "code's and makes the run test-leaky")  # fmt: skip
+    loss_reward: Literal["valid", "batch"] = option("valid", "with --reward loss: -BPR loss on the reward's "
+                                                    "triplets, or -sum of the pre-update batch's")  # fmt: skip
     value_map: Literal["sigmoid", "code"] = option("sigmoid", "map from data value to selection probability")
     code_map_scale: float = option(100.0, "scale gamma of the code value map", gt=0)
     selection_slope: float = option(1.0, "slope kappa of the sigmoid map on the batch-standardised value", gt=0)
@@ -180,6 +186,7 @@ def _dvr_config(cfg: RunConfig) -> DVRConfig:
         baseline_window=o.baseline_window, reward_interval=o.reward_interval, estimator=o.estimator,
         num_masks=o.num_masks, mse_target=o.mse_target, influence=o.influence,
         loss_game_weight=o.loss_game_weight, loss_game_coalitions=o.loss_game_coalitions,
+        freeze_encoder=o.freeze_encoder, loss_reward=o.loss_reward,
     )  # fmt: skip
 
 
@@ -188,12 +195,19 @@ def _dvr_check(cfg: RunConfig) -> None:
     run_valuator(cfg)  # the valuator's own option rules (e.g. variant P needs h_dim 1); builds no parameters
 
 
+def _dvr_leaks(cfg: RunConfig) -> tuple[str, ...]:
+    return ("reward on test users",) if cfg.options.reward_split == "test" else ()
+
+
 def _dvr_reward_data(ctx: BuildContext) -> rewards.RewardData:
-    """The reward's validation arrays; raises ConfigError when the data cannot serve the reward."""
-    cfg = ctx.cfg
+    """The reward's arrays (validation; test under the leaky `reward_split`); ConfigError when the data cannot serve."""
+    cfg, dataset = ctx.cfg, ctx.dataset
+    if cfg.options.reward_split == "test":
+        dataset = dataclasses.replace(dataset, test=ctx.test)  # the loop hands test over only to a leaky entry
     try:
-        return rewards.make_reward_data(ctx.dataset, cfg.reward, ctx.train, fraction=cfg.options.reward_fraction,
-                                        seed=cfg.split_seed, chunk_size=cfg.eval_chunk)  # fmt: skip
+        return rewards.make_reward_data(dataset, cfg.reward, ctx.train, fraction=cfg.options.reward_fraction,
+                                        seed=cfg.split_seed, chunk_size=cfg.eval_chunk,
+                                        split=cfg.options.reward_split)  # fmt: skip
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
@@ -310,7 +324,7 @@ def _til(variant: str):
 
 BUILTIN_METHODS = (
     MethodEntry("dvr", _dvr, options=DVROptions, prepare=_dvr_reward_data, defaults=_dvr_defaults, check=_dvr_check,
-                uses_reward=True),
+                uses_reward=True, leaks=_dvr_leaks),
     MethodEntry("bpr", _bpr),
     MethodEntry("pop", _pop, trains=False,
                 make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items)),

@@ -126,6 +126,9 @@ class RunConfig:
                                   "none: never stop early", min=1)  # fmt: skip
     select_metric: str = _field("training", "recall@20", "validation metric selecting the checkpoint, "
                                 "<metric>@K with K in --ks")  # fmt: skip
+    select_split: Literal["valid", "test"] = _field("training", "valid", "the split whose metric selects the "
+                                                    "checkpoint; test (the released code's maximum over epochs of "
+                                                    "test Recall@20) makes the run test-leaky")  # fmt: skip
     ks: tuple[int, ...] = _field("training", (10, 20), "cut-offs K of the reported metrics", min=1)
     eval_chunk: int | None = _field(
         "training",
@@ -292,6 +295,18 @@ def make_config(**fields: Any) -> RunConfig:
             raise ConfigError("give the method's options either as an object or by name, not both")
         fields["options"] = entry.options(**options)
     return RunConfig(**fields)
+
+
+def leaky_ingredients(cfg: RunConfig) -> tuple[str, ...]:
+    """What of a run reads the test split before its final report; empty for an honest run.
+
+    Model selection on test (`select_split="test"`) and whatever the method's entry reports
+    (`MethodEntry.leaks`, e.g. DVR's reward on test users). A run with any of them is marked
+    test-leaky in `config.json`, `results.json`, its printed summary and the tables.
+    """
+    entry = _entry(cfg.method)
+    own = ("model selection on test",) if cfg.select_split == "test" else ()
+    return own + (tuple(entry.leaks(cfg)) if entry.leaks is not None else ())
 
 
 def config_from_saved(saved: Mapping[str, Any]) -> RunConfig:

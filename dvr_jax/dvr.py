@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
 from dvr_jax import adapter, influence
@@ -144,6 +145,11 @@ class DVRConfig(NamedTuple):
     influence: bool = True
     loss_game_weight: float = 1.0
     loss_game_coalitions: int = 16
+    freeze_encoder: bool = False  # the released code's frozen sample encoder (compat ablation)
+    loss_reward: str = "valid"  # or "batch": -sum of the pre-update batch losses (the released code's); loss only
+
+
+LOSS_REWARDS = ("valid", "batch")
 
 
 def check_config(cfg: DVRConfig) -> None:
@@ -158,6 +164,8 @@ def check_config(cfg: DVRConfig) -> None:
         raise ValueError(f"estimator {cfg.estimator!r} needs the reward every step (reward_interval 1)")
     if cfg.reward_interval > 1 and cfg.pg_mode == "code":
         raise ValueError("pg_mode 'code' needs the reward every step (reward_interval 1)")
+    if cfg.loss_reward not in LOSS_REWARDS:
+        raise ValueError(f"loss_reward must be one of {', '.join(LOSS_REWARDS)}, got {cfg.loss_reward!r}")
     if cfg.weight_mode == "dot" and cfg.estimator in ("loo", "counterfactual"):
         raise ValueError(f"estimator {cfg.estimator!r} needs sampled masks (weight_mode 'sample')")
 
@@ -173,13 +181,23 @@ def valuator_parts(
     valuator_learning_rate: float = 1e-3,
     valuator_weight_decay: float = 1e-3,
     accumulate: bool = False,
+    freeze_encoder: bool = False,
 ) -> tuple:
-    """The DVR weighter's state: (valuator learner, adapter state, pair values, accumulator or None)."""
+    """The DVR weighter's state: (valuator learner, adapter state, pair values, accumulator or None).
+
+    `freeze_encoder`: the valuator's optimiser leaves its `encoder` subtree at its initial
+    values (no update, no weight decay), as the released code's detached encoder does.
+    """
     ids = jnp.zeros((batch_size,), jnp.int32)
     feats = valuator_features(backbone.pair_features(params, ids, ids, ids), jnp.zeros((batch_size,), jnp.float32))
     vparams = valuator.init(key, feats)
+    optimizer = make_adam(valuator_learning_rate, valuator_weight_decay)
+    if freeze_encoder:
+        labels = {name: jax.tree.map(lambda _, n=name: "frozen" if n == "encoder" else "trained", sub)
+                  for name, sub in vparams.items()}  # fmt: skip
+        optimizer = optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, labels)
     return (
-        LearnerState.create(vparams, make_adam(valuator_learning_rate, valuator_weight_decay)),
+        LearnerState.create(vparams, optimizer),
         adapter.init_adapter(),
         PairValues.create(n_pairs),
         Accumulator.zeros_like(vparams) if accumulate else None,
@@ -198,13 +216,15 @@ def create_dvr_state(
     valuator_learning_rate: float = 1e-3,
     valuator_weight_decay: float = 1e-3,
     accumulate: bool = False,
+    freeze_encoder: bool = False,
 ) -> DVRState:
     """Initial DVR state; `backbone_params` warm-starts the backbone (fresh Adam moments)."""
     k_backbone, k_valuator = jax.random.split(key)
     learner = make_learner_init(backbone, learning_rate=learning_rate, init_params=backbone_params)(k_backbone)
     parts = valuator_parts(k_valuator, backbone, valuator, learner.params, batch_size, n_pairs=n_pairs,
                            valuator_learning_rate=valuator_learning_rate,
-                           valuator_weight_decay=valuator_weight_decay, accumulate=accumulate)  # fmt: skip
+                           valuator_weight_decay=valuator_weight_decay, accumulate=accumulate,
+                           freeze_encoder=freeze_encoder)  # fmt: skip
     return DVR_LAYOUT.join(learner, None, parts)
 
 
@@ -323,10 +343,19 @@ def make_dvr_weighter(
             raise ValueError("the DVR weighter's init needs batch_size and n_pairs")
         return valuator_parts(key, backbone, valuator, params, batch_size, n_pairs=n_pairs,
                               valuator_learning_rate=valuator_learning_rate,
-                              valuator_weight_decay=valuator_weight_decay, accumulate=interval > 1)  # fmt: skip
+                              valuator_weight_decay=valuator_weight_decay, accumulate=interval > 1,
+                              freeze_encoder=cfg.freeze_encoder)  # fmt: skip
 
-    def rewards_of(params_stack, graph, reward_data):
-        return jax.lax.map(lambda p: reward_fn(p, graph, reward_data), params_stack)
+    batch_loss_reward = cfg.reward == "loss" and cfg.loss_reward == "batch"
+
+    def reward_at(params, ctx: Context):
+        """The reward of one model; the batch loss reward is the pre-update batch's, whatever the model."""
+        if batch_loss_reward:
+            return -jnp.sum(ctx.forward.per_sample)
+        return reward_fn(params, ctx.data.graph, ctx.data.aux)
+
+    def rewards_of(params_stack, ctx: Context):
+        return jax.lax.map(lambda p: reward_at(p, ctx), params_stack)
 
     def weights(parts, ctx: Context):
         valuator_state = parts[0]
@@ -424,10 +453,10 @@ def make_dvr_weighter(
         def reward_before():
             if cfg.estimator != "delta":
                 return jnp.zeros((), jnp.float32)
-            return reward_fn(params, data.graph, data.aux)
+            return reward_at(params, ctx)
 
         if interval == 1:
-            rewards = rewards_of(learners.params, data.graph, data.aux)
+            rewards = rewards_of(learners.params, ctx)
             adv, new_adapter = advantages(rewards, reward_before(), adapter_state)
             cotangents = jax.grad(head_loss, argnums=(0, 1, 2))(v.prediction, probs, v.coalition_preds, adv, rewards)
             new_valuator = valuator_state.apply_gradients(_tree_add(valuator_grads(cotangents), v.game_grads))
@@ -454,7 +483,7 @@ def make_dvr_weighter(
     def _accumulate(ctx, parts, v, learners, rewards_of, advantages, valuator_grads):
         """k > 1: add this batch's gradient pieces; update the valuator at the window's end."""
         valuator_state, adapter_state, accum = parts
-        data, params, per_sample, masks = ctx.data, ctx.learner.params, ctx.forward.per_sample, v.masks
+        params, per_sample, masks = ctx.learner.params, ctx.forward.per_sample, v.masks
         prediction, probs, coalition_preds = v.prediction, v.probs, v.coalition_preds
         step_index = ctx.count
         zeros_coal = jnp.zeros_like(coalition_preds)
@@ -489,13 +518,13 @@ def make_dvr_weighter(
             _tree_add(accum.pred_times_value, _tree_scale(g_pred, pred_value)), accum.count + 1.0,
         )  # fmt: skip
         if cfg.estimator == "delta":
-            start = jax.lax.cond(step_index % interval == 0, lambda: reward_fn(params, data.graph, data.aux),
+            start = jax.lax.cond(step_index % interval == 0, lambda: reward_at(params, ctx),
                                  lambda: adapter_state.start_reward)  # fmt: skip
             adapter_state = adapter_state._replace(start_reward=start)
         due = step_index % interval == interval - 1
 
         def apply(_):
-            rewards = rewards_of(learners.params, data.graph, data.aux)
+            rewards = rewards_of(learners.params, ctx)
             adv, new_adapter = advantages(rewards, adapter_state.start_reward, adapter_state)
             grads = accum.known
             if cfg.reward != "loss":  # metric MSE: sum_b (y_b - y*)^2, y* known only now

@@ -22,7 +22,7 @@ import numpy as np
 from dvr_jax import checkpoint, export, plots, registry, rundir, sampler
 from dvr_jax.backbones import Backbone, make_backbone
 from dvr_jax.builders import run_valuator  # noqa: F401  (re-exported: the valuator of a run's config)
-from dvr_jax.config import ConfigError, RunConfig
+from dvr_jax.config import ConfigError, RunConfig, leaky_ingredients
 from dvr_jax.data import DataError, load_dataset, resolve_data_dir
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
@@ -77,6 +77,7 @@ class Components:
     data: StepData
     valid: EvalArrays
     warm_start_seconds: float = 0.0  # wall time of a warm start that trained its BPR run here
+    select_test: EvalArrays | None = None  # test arrays for a leaky `select_split="test"` run only
 
 
 def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
@@ -87,7 +88,9 @@ def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
     before anything is trained or written; then the warm start (`warm_start`), the one
     stage that may train (a BPR run) and write (its own run directory); then the method.
     Only the training and validation splits reach the method and its data: the test split
-    is read by `train_and_evaluate` after training.
+    is read by `train_and_evaluate` after training. The exceptions are the leaky protocols
+    (`config.leaky_ingredients`): the method's entry gets the test pairs when its `leaks` says
+    so, and `select_split="test"` builds the test arrays for the selection.
     """
     if dataset is None:
         dataset = load_dataset(cfg.dataset, cfg.data_dir, kcore=cfg.kcore, split_seed=cfg.split_seed)
@@ -112,7 +115,9 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
         backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
     if entry.trains and train_arrays.n_pairs < cfg.batch_size:
         raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
-    ctx = registry.BuildContext(cfg, dataset, train_arrays, backbone, backbone.build_graph(dataset.train))
+    leaks = entry.leaks is not None and bool(entry.leaks(cfg))  # a leaky protocol: the entry gets the test pairs
+    ctx = registry.BuildContext(cfg, dataset, train_arrays, backbone, backbone.build_graph(dataset.train),
+                                test=full_dataset.test if leaks else None)  # fmt: skip
     ctx = ctx._replace(prepared=None if entry.prepare is None else entry.prepare(ctx))  # data checks first
     warm_seconds = 0.0
     if entry.trains:
@@ -120,7 +125,9 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
         ctx = ctx._replace(init_params=init_params)
     built = entry.build(ctx)
     data = StepData(train_arrays, ctx.graph, built.aux)
-    return Components(full_dataset, built.backbone, built.method, data, valid, warm_seconds)
+    leaky_select = cfg.select_split == "test"
+    select_test = make_eval_arrays(full_dataset, "test", chunk_size=cfg.eval_chunk) if leaky_select else None
+    return Components(full_dataset, built.backbone, built.method, data, valid, warm_seconds, select_test)
 
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
@@ -130,11 +137,13 @@ PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embe
 def _pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
     """The warm start's BPR run: BPR's own batch size (capped at `n_pairs`), not the caller's.
 
+    It is always an honest run (validation-selected), also under a leaky `select_split`.
+
     DVR-Loss and DVR-Recall of one seed then share one BPR checkpoint although their batch
     sizes differ; on data with fewer training pairs than BPR's batch, the batch is all pairs.
     """
     bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
-                      export=False, epochs=cfg.pretrain_epochs or cfg.epochs)  # fmt: skip
+                      export=False, epochs=cfg.pretrain_epochs or cfg.epochs, select_split="valid")  # fmt: skip
     if n_pairs is not None and bpr.batch_size > n_pairs:
         bpr = bpr.replace(batch_size=n_pairs)
     return bpr
@@ -345,7 +354,8 @@ def _run(
     """
     if not resume:
         rundir.clear(workdir, everything=cfg.overwrite)
-        export.write_json(workdir / "config.json", {**cfg.to_dict(), "dataset_summary": components.dataset.summary()})
+        export.write_json(workdir / "config.json", {**cfg.to_dict(), "leaky": list(leaky_ingredients(cfg)),
+                                                    "dataset_summary": components.dataset.summary()})  # fmt: skip
     method, keys, per_sample = components.method, run_keys(cfg.seed), {}
     state, logs = method.init(keys[0]), {"metrics": [], "train_log": []}
     if method.step is not None:
@@ -385,7 +395,7 @@ def _run(
         "reward": cfg.reward if registry.get_method(cfg.method).uses_reward else None,
         "best_epoch": tracker.best_epoch, "valid": valid_metrics, "test": test_metrics,
         "train_seconds": tracker.train_seconds, "checkpoint_bytes": checkpoint_bytes,
-        "dataset_summary": components.dataset.summary(),
+        "leaky": list(leaky_ingredients(cfg)), "dataset_summary": components.dataset.summary(),
     }  # fmt: skip
     if per_sample:
         export.export_data_values(components.dataset, jax.device_get(per_sample), workdir / "data_values.tsv")
@@ -444,17 +454,20 @@ def _fit(
         if done % cfg.valid_interval == 0 or done == cfg.epochs:
             params = components.method.backbone_params(state)
             metrics = _evaluate(components, params, components.valid, cfg.ks, progress.evaluation("valid"))
+            record = {"epoch": done, "loss": means["loss"], "valid": metrics, "seconds": tracker.train_seconds}
             value = metrics[cfg.select_metric]
-            logs["metrics"].append({"epoch": done, "loss": means["loss"], "valid": metrics,
-                                    "seconds": tracker.train_seconds})  # fmt: skip
+            if components.select_test is not None:  # leaky: the released code's max over epochs of test
+                record["test"] = _evaluate(components, params, components.select_test, cfg.ks)
+                value = record["test"][cfg.select_metric]
+            logs["metrics"].append(record)
             if value > tracker.best_value:
                 tracker.best_value, tracker.best_epoch, tracker.bad_checks = value, done, 0
                 checkpoint.save_backbone(best, done, components.method.backbone_params(state),
                                          {"epoch": done, cfg.select_metric: value})  # fmt: skip
             else:
                 tracker.bad_checks += 1
-            progress.line(f"epoch {done}: loss {means['loss']:.4f}  valid {cfg.select_metric} {value:.4f}  "
-                          f"(best {tracker.best_value:.4f} @ {tracker.best_epoch})")  # fmt: skip
+            progress.line(f"epoch {done}: loss {means['loss']:.4f}  {cfg.select_split} {cfg.select_metric} "
+                          f"{value:.4f}  (best {tracker.best_value:.4f} @ {tracker.best_epoch})")  # fmt: skip
         tracker.epoch = done
         stop = cfg.patience is not None and tracker.bad_checks >= cfg.patience
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs or stop:
@@ -478,9 +491,11 @@ def _print_summary(cfg: RunConfig, results: dict[str, Any], workdir: pathlib.Pat
         time_line = f"{results['total_seconds']:.1f}s (training {results['train_seconds']:.1f}s)"
     if results.get("warm_start_seconds"):  # a warm start that trained here, not one reused
         time_line += f"; warm start {results['warm_start_seconds']:.1f}s before that"
+    leaky = results.get("leaky") or []
+    warning = f"TEST-LEAKY ({'; '.join(leaky)}): not comparable with honest runs\n" if leaky else ""
     print(
         f"{cfg.dataset} | {method} | {cfg.backbone} | seed {cfg.seed} | best epoch {results['best_epoch']}\n"
-        f"test: {summary}\n"
+        f"{warning}test: {summary}\n"
         f"time: {time_line}\n"
         f"outputs: {workdir}"
     )

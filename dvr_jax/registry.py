@@ -26,8 +26,9 @@ _BUILTINS_LOADED = [False]
 
 class BuildContext(NamedTuple):
     """What a builder sees: the config, the dataset *without its test split*, the training
-    arrays, the registry backbone and its graph, the warm start's params (or None) and what the
-    entry's `prepare` returned."""
+    arrays, the registry backbone and its graph, the warm start's params (or None), what the
+    entry's `prepare` returned, and the test pairs only when the entry's `leaks` says the run
+    reads them (a leaky protocol; else None)."""
 
     cfg: Any
     dataset: Any
@@ -36,6 +37,7 @@ class BuildContext(NamedTuple):
     graph: Any
     init_params: Any = None
     prepared: Any = None
+    test: Any = None
 
 
 class Built(NamedTuple):
@@ -71,6 +73,10 @@ class MethodEntry:
       prefix: the options' flat-name prefix (`tce` makes `drop_rate` the flag `--tce-drop-rate`
         and the `config.json` key `tce_drop_rate`); "" keeps the bare field names (DVR's).
         Entries sharing an options class (TIL-UI and TIL-MI) share its flags.
+      leaks: `leaks(cfg) -> tuple[str, ...]`: what of this run reads the test split (DVR's
+        `--reward-split test`: "reward on test users"); non-empty makes the run test-leaky
+        (`config.leaky_ingredients`) and hands the test pairs to `prepare`/`build` as
+        `ctx.test`. None: the method never reads test.
     """
 
     name: str
@@ -83,6 +89,7 @@ class MethodEntry:
     uses_reward: bool = False
     options: type | None = None
     prefix: str = ""
+    leaks: Callable[[Any], tuple[str, ...]] | None = None
 
 
 def _load_builtins() -> None:

@@ -46,9 +46,12 @@ class RewardData(NamedTuple):
     neg_items: Array | None
 
 
-def reward_users(dataset: Dataset, fraction: float, seed: int) -> np.ndarray:
-    """A fixed, seeded subset (at least one) of the users with a validation item; int[n] sorted."""
-    candidates = np.unique(dataset.valid[:, 0])
+REWARD_SPLITS = ("valid", "test")
+
+
+def reward_users(dataset: Dataset, fraction: float, seed: int, split: str = "valid") -> np.ndarray:
+    """A fixed, seeded subset (at least one) of the users with an item in `split`; int[n] sorted."""
+    candidates = np.unique((dataset.valid if split == "valid" else dataset.test)[:, 0])
     n = max(1, int(np.ceil(fraction * len(candidates))))
     return np.sort(np.random.default_rng(seed).choice(candidates, size=min(n, len(candidates)), replace=False))
 
@@ -61,32 +64,47 @@ def make_reward_data(
     fraction: float = 0.1,
     seed: int = 0,
     chunk_size: int | None = None,
+    split: str = "valid",
 ) -> RewardData:
     """Builds the reward's device arrays from the training and validation splits only.
 
+    `split="test"` builds them from the *test* split instead, as the authors' released code
+    does: test-leaky, for measuring that protocol only (docs/departures.md; the run is marked
+    leaky everywhere it reports).
+
     Args:
-      dataset: the dataset (its test split is never read here).
+      dataset: the dataset (its test split is never read here unless `split="test"`).
       reward: "loss", "recall", "ndcg", "cc", "ild" or "gini".
       train: training positives (to draw validation negatives outside them).
       fraction: share of validation users in the reward set (ranking rewards).
       seed: seed of the user subset and of the validation negatives.
       chunk_size: users per chunk (None: the evaluator's cache-sized default).
+      split: "valid", or "test" (leaky).
 
     Returns:
       RewardData.
     """
-    # The fixed validation triplets: the loss reward's set and the influence ground truth.
-    users = jnp.asarray(dataset.valid[:, 0], jnp.int32)
+    if split not in REWARD_SPLITS:
+        raise ValueError(f"reward split must be one of {', '.join(REWARD_SPLITS)}, got {split!r}")
+    pairs = dataset.valid if split == "valid" else dataset.test
+    if len(pairs) == 0:
+        raise ValueError(f"the reward needs {split} pairs; dataset {dataset.name!r} has none")
+    # The fixed triplets: the loss reward's set and the influence ground truth.
+    users = jnp.asarray(pairs[:, 0], jnp.int32)
     negatives = sampler.sample_uniform_negatives(jax.random.key(seed), train, users)
-    triplets = (users, jnp.asarray(dataset.valid[:, 1], jnp.int32), negatives)
+    triplets = (users, jnp.asarray(pairs[:, 1], jnp.int32), negatives)
     if reward == "loss":
         return RewardData(None, None, *triplets)
     if reward not in RANKING_REWARDS:
         raise ValueError(f"unknown reward {reward!r}; known: loss, {', '.join(RANKING_REWARDS)}")
     if reward in ("cc", "ild") and dataset.item_categories is None:
         raise ValueError(f"reward {reward!r} needs item categories; dataset {dataset.name!r} has none")
-    valid_only = dataclasses.replace(dataset, test=np.zeros((0, 2), np.int32))  # test never reaches rewards
-    arrays = make_eval_arrays(valid_only, "valid", chunk_size=chunk_size, users=reward_users(dataset, fraction, seed))
+    users = reward_users(dataset, fraction, seed, split)
+    if split == "valid":
+        valid_only = dataclasses.replace(dataset, test=np.zeros((0, 2), np.int32))  # test never reaches rewards
+        arrays = make_eval_arrays(valid_only, "valid", chunk_size=chunk_size, users=users)
+    else:
+        arrays = make_eval_arrays(dataset, "test", chunk_size=chunk_size, users=users)
     categories = None if reward not in ("cc", "ild") else jnp.asarray(dataset.item_categories, jnp.float32)
     return RewardData(arrays, categories, *triplets)
 

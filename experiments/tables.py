@@ -9,7 +9,8 @@ for the same budget (the control of docs/algorithm.md §10). Each cell is one `e
 run (validation-selected checkpoint, test scored once)
 written to `<out>/<dataset>-<backbone>-<method>-<reward>-s<seed>/`; finished runs are
 reused, so an interrupted table resumes. The table reports test metrics as mean ± std over
-seeds (population std, ddof = 0), and for every method a paired comparison with `--reference`
+seeds (population std, ddof = 0) — a run that read the test split (`--config authors`, `--select-split
+test`) is a row of its own, named "[test-leaky]" — and for every method a paired comparison with `--reference`
 (default bpr) of the same dataset and backbone on the same seeds: the mean difference in points,
 the paired t-test and the Wilcoxon signed-rank p-values (`dvr_jax.noise.paired_comparison`; "–"
 where undefined, e.g. one seed). It is written to `<out>/table.md`, the numbers per seed to
@@ -96,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     with GridProgress(len(groups) * len(seeds), label="table runs") as progress:
         for dataset, backbone, method, reward in groups:
             name = f"dvr-{reward}" if method == "dvr" else method
-            per_seed = cells.setdefault((dataset, backbone, name), {})
             for seed in seeds:
                 workdir = out / f"{dataset}-{backbone}-{method}-{reward}-s{seed}"
                 if not (workdir / "results.json").exists():
@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                     ])  # fmt: skip
                     if code != 0:
                         return code
-                per_seed[seed] = json.loads((workdir / "results.json").read_text())["test"]
+                results = json.loads((workdir / "results.json").read_text())
+                row = f"{name} [test-leaky]" if results.get("leaky") else name  # leaky runs: a row of their own
+                cells.setdefault((dataset, backbone, row), {})[seed] = results["test"]
                 progress.advance(workdir.name)
     paired = paired_rows(cells, args.metrics, args.reference)
     header = ("| dataset | backbone | method | " + " | ".join(args.metrics) + " | "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +37,7 @@ def _setup(rng, reward="recall", backbone_name="mf", kind="sample", jit=True, **
     step = dvr.make_dvr_step(backbone, valuator, reward_fn, cfg)
     step = jax.jit(step) if jit else step  # one compile is cheaper than op-by-op dispatch of the step
     state = dvr.create_dvr_state(jax.random.key(0), backbone, valuator, BATCH, n_pairs=arrays.n_pairs,
-                                 accumulate=cfg.reward_interval > 1)  # fmt: skip
+                                 accumulate=cfg.reward_interval > 1, freeze_encoder=cfg.freeze_encoder)  # fmt: skip
     data = dvr.DVRData(arrays, backbone.build_graph(dataset.train), reward_data)
     batches = sampler.epoch_batches(jax.random.key(1), arrays.n_pairs, BATCH)
     return backbone, valuator, reward_fn, step, state, data, batches
@@ -69,6 +70,18 @@ def test_valuator_and_adapter_update_every_step(rng, reward, kind):
     assert int(new_state.adapter.count) == 1 and np.isfinite(float(metrics["reward"]))
     if reward == "gini":
         assert 0.0 <= float(metrics["reward"]) <= 1.0
+
+
+def test_the_released_codes_frozen_encoder_and_batch_loss_reward(rng):
+    backbone, _, _, step, state, data, batches = _setup(rng, reward="loss", estimator="none", freeze_encoder=True,
+                                                        loss_reward="batch")  # fmt: skip
+    new_state, metrics = step(state, jax.random.key(2), batches[0], data)
+    old, new = state.valuator.params, new_state.valuator.params
+    chex.assert_trees_all_equal(old["encoder"], new["encoder"])  # no update and no weight decay
+    assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), old["game"], new["game"])))
+    params, u, i, j = state.backbone.params, metrics["users"], metrics["pos_items"], metrics["neg_items"]
+    batch_loss = jnp.sum(losses.bpr_per_sample(backbone.score_pairs(params, u, i), backbone.score_pairs(params, u, j)))
+    np.testing.assert_allclose(float(metrics["reward"]), -float(batch_loss), rtol=1e-5)  # pre-update, whole batch
 
 
 def test_loo_advantage_is_the_leave_one_out_of_k_hypothetical_steps(rng):
