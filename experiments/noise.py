@@ -68,6 +68,7 @@ from dvr_jax.checkpoint import CheckpointError
 from dvr_jax.config import FIELDS, METHODS, REWARDS, ConfigError, RunConfig, all_options, make_config, option_names
 from dvr_jax.data import DataError, Dataset, load_dataset
 from dvr_jax.export import write_json
+from experiments.configs.presets import PRESETS
 
 TEST_METRICS = ("recall@20", "ndcg@20")
 VALID_METRICS = ("recall@20",)
@@ -132,6 +133,8 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="further RunConfig fields, e.g. estimator=loo patience=none",
     )
+    p.add_argument("--config", choices=sorted(PRESETS), help="a run preset (as experiments/run.py's); --extra "
+                   "overrides it; a method gets only the preset's fields it takes")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny smoke settings (2 epochs, small model)")
     return p
 
@@ -211,15 +214,17 @@ def default_out(dataset: str, mode: str, share: float) -> pathlib.Path:
 def run_config(args: argparse.Namespace, method: str, seed: int, out: pathlib.Path) -> RunConfig:
     """The RunConfig of one (method, seed) cell: quick <- flags <- --extra, then the harness fields.
 
-    An `--extra` option of one method (`selection_slope=3`, `tce_drop_rate=0.1`) applies to that
-    method's runs and is left out of the others'.
+    An `--extra` (or `--config` preset) option of one method (`selection_slope=3`,
+    `tce_drop_rate=0.1`) applies to that method's runs and is left out of the others'; its
+    RunConfig fields (`select_split=test`) apply to every run.
     """
     fields = dict(QUICK) if args.quick else {}
     flags = {"backbone": args.backbone, "epochs": args.epochs, "batch_size": args.batch_size}
     fields.update({k: v for k, v in flags.items() if v is not None})
     harness = method_fields(method)
     own = set(option_names(harness["method"]))
-    fields.update({k: v for k, v in parse_extra(args.extra).items() if k in FIELDS or k in own})
+    preset = PRESETS[args.config] if getattr(args, "config", None) else {}
+    fields.update({k: v for k, v in {**preset, **parse_extra(args.extra)}.items() if k in FIELDS or k in own})
     fields.update(harness)
     return make_config(dataset=args.dataset, data_dir=args.data_dir, seed=seed,
                        out=str(out / run_dir_name(method, seed)), overwrite=True, progress=False,

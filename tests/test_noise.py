@@ -231,6 +231,18 @@ def test_paired_comparison_degenerate_never_raises(values, reference, defined):
         paired_comparison([1.0, 2.0], [1.0])
 
 
+def test_presets_and_extras_reach_each_method_with_the_fields_it_takes(tmp_path):
+    from experiments.noise import parser, run_config
+
+    argv = ["--dataset", "lastfm", "--share", "0", "--methods", "bpr", "dvr-recall", "tce", "--config", "authors",
+            "--extra", "reward_k=5", "tce_drop_rate=0.1", "--out", str(tmp_path)]  # fmt: skip
+    args = parser().parse_args(argv)
+    bpr, dvr, tce = (run_config(args, m, 0, tmp_path) for m in ("bpr", "dvr-recall", "tce"))
+    assert bpr.select_split == dvr.select_split == tce.select_split == "test"  # RunConfig fields: every run
+    assert bpr.options is None and tce.options.drop_rate == 0.1  # each method's own options only
+    assert (dvr.options.slot_variant, dvr.options.reward_split, dvr.options.reward_k) == ("C_compat", "test", 5)
+
+
 def test_cli_options_parse():
     from dvr_jax.config import ConfigError
     from experiments.noise import default_out, default_reference, method_fields, parse_extra, run_dir_name
