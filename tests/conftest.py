@@ -10,15 +10,24 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # turns it off); set in the environment so that the tests' subprocesses run strict too.
 if os.environ.get("DVR_STRICT_DTYPES", "1") == "1":
     os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
+# A persistent compilation cache ($DVR_JAX_TEST_CACHE), set in the environment so that the tests' subprocesses
+# (the CLI runs of test_run.py) share it too. It keeps every compiled program, not only those that took over 1 s
+# to compile (JAX's default): most programs here are small, compile in 0.1-1 s and are recompiled by every test
+# that builds them, so a warm cache roughly halves the suite on the 2-core CPU (a cold one costs a few percent).
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ.get(
+    "DVR_JAX_TEST_CACHE", str(pathlib.Path.home() / ".cache" / "dvr_jax_xla")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Also in this process should jax have been imported before this file (the environment is read on import).
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update(
-    "jax_compilation_cache_dir",
-    os.environ.get("DVR_JAX_TEST_CACHE", str(pathlib.Path.home() / ".cache" / "dvr_jax_xla")),
+    "jax_persistent_cache_min_compile_time_secs", float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"])
 )
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
