@@ -138,6 +138,9 @@ class RunConfig:
         default_text="sized so a chunk's [C, I] scores fit the cache",
     )
     checkpoint_every: int = _field("run", 10, "epochs between checkpoints of the resumable state", min=1)
+    devices: int | None = _field("run", None, "local devices the training step runs on: the batch is split over "
+                                 "them (a data mesh); the batch size must divide by it", min=1,
+                                 default_text="all local devices")  # fmt: skip
     out: str | None = _field(
         "run", None, "run directory", default_text="runs/<dataset>-<backbone>-<method>-<reward>-s<seed>"
     )

@@ -18,8 +18,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dvr_jax import checkpoint, export, plots, registry, rundir, sampler
+from dvr_jax import checkpoint, export, plots, registry, rundir, sampler, sharding
 from dvr_jax.backbones import Backbone, make_backbone
 from dvr_jax.builders import run_valuator  # noqa: F401  (re-exported: the valuator of a run's config)
 from dvr_jax.config import ConfigError, RunConfig, leaky_ingredients
@@ -78,6 +79,7 @@ class Components:
     valid: EvalArrays
     warm_start_seconds: float = 0.0  # wall time of a warm start that trained its BPR run here
     select_test: EvalArrays | None = None  # test arrays for a leaky `select_split="test"` run only
+    mesh: Mesh | None = None  # the data mesh of a run on several devices; None: one device
 
 
 def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
@@ -115,6 +117,7 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
         backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
     if entry.trains and train_arrays.n_pairs < cfg.batch_size:
         raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
+    mesh = data_mesh(cfg) if entry.trains else None
     leaks = entry.leaks is not None and bool(entry.leaks(cfg))  # a leaky protocol: the entry gets the test pairs
     ctx = registry.BuildContext(cfg, dataset, train_arrays, backbone, backbone.build_graph(dataset.train),
                                 test=full_dataset.test if leaks else None)  # fmt: skip
@@ -127,7 +130,27 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
     data = StepData(train_arrays, ctx.graph, built.aux)
     leaky_select = cfg.select_split == "test"
     select_test = make_eval_arrays(full_dataset, "test", chunk_size=cfg.eval_chunk) if leaky_select else None
-    return Components(full_dataset, built.backbone, built.method, data, valid, warm_seconds, select_test)
+    return Components(full_dataset, built.backbone, built.method, data, valid, warm_seconds, select_test, mesh)
+
+
+def data_mesh(cfg: RunConfig) -> Mesh | None:
+    """The data mesh over `cfg.devices` local devices (default all); None for one device.
+
+    Raises:
+      ConfigError: more devices than there are, or a batch size that does not divide by them.
+    """
+    available = jax.local_device_count()
+    n = cfg.devices or available
+    if n > available:
+        raise ConfigError(f"--devices {n}: this process has {available} local device(s)")
+    if cfg.batch_size % n:
+        raise ConfigError(f"batch size {cfg.batch_size} does not divide over {n} devices")
+    return sharding.make_data_mesh(n) if n > 1 else None
+
+
+def _one_device(tree: Any, mesh: Mesh | None) -> Any:
+    """`tree` on this process's first device (evaluation runs there; `tree` is replicated on `mesh`)."""
+    return tree if mesh is None else jax.device_put(tree, jax.local_devices()[0])
 
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
@@ -145,7 +168,8 @@ def _pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
     bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
                       export=False, epochs=cfg.pretrain_epochs or cfg.epochs, select_split="valid")  # fmt: skip
     if n_pairs is not None and bpr.batch_size > n_pairs:
-        bpr = bpr.replace(batch_size=n_pairs)
+        multiple = cfg.devices or 1  # the capped batch still divides over the run's devices
+        bpr = bpr.replace(batch_size=max(multiple, n_pairs - n_pairs % multiple))
     return bpr
 
 
@@ -222,7 +246,8 @@ def _check_workdir(cfg: RunConfig, workdir: pathlib.Path) -> bool:
                 saved = json.loads((workdir / "config.json").read_text())
             except (OSError, json.JSONDecodeError) as err:
                 raise checkpoint.CheckpointError(f"--resume: cannot read {workdir / 'config.json'}: {err}") from err
-            mine = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "progress", "overwrite", "export")}
+            ignored = ("resume", "progress", "overwrite", "export", "devices")  # a run may resume on other devices
+            mine = {k: v for k, v in cfg.to_dict().items() if k not in ignored}
             diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
             if diff:
                 raise ConfigError(f"--resume with a different config than {workdir}/config.json: {', '.join(diff)}")
@@ -354,8 +379,9 @@ def _run(
     """
     if not resume:
         rundir.clear(workdir, everything=cfg.overwrite)
-        export.write_json(workdir / "config.json", {**cfg.to_dict(), "leaky": list(leaky_ingredients(cfg)),
-                                                    "dataset_summary": components.dataset.summary()})  # fmt: skip
+        mesh = {"devices": 1 if components.mesh is None else components.mesh.size, "processes": jax.process_count()}
+        saved = {**cfg.to_dict(), "leaky": list(leaky_ingredients(cfg)), "mesh": mesh}
+        export.write_json(workdir / "config.json", {**saved, "dataset_summary": components.dataset.summary()})
     method, keys, per_sample = components.method, run_keys(cfg.seed), {}
     state, logs = method.init(keys[0]), {"metrics": [], "train_log": []}
     if method.step is not None:
@@ -383,6 +409,7 @@ def _run(
     params = method.backbone_params(state)
     if method.step is not None and tracker.best_epoch >= 0:
         params = checkpoint.restore_backbone(best, state, method.backbone_params)
+    params = _one_device(params, components.mesh)
     test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
     with EvaluationProgress(cfg.progress) as bars:
         valid_metrics = _evaluate(components, params, components.valid, cfg.ks, bars.evaluation("valid"))
@@ -436,7 +463,14 @@ def _fit(
       (final state, per-sample arrays of the last epoch).
     """
     cfg, components, keys, latest, best, workdir, progress = fit
-    step_fn = jax.jit(components.method.step, donate_argnums=(0,))
+    mesh = components.mesh
+    if mesh is None:
+        step_fn = jax.jit(components.method.step, donate_argnums=(0,))
+    else:  # the batch split over the mesh, everything else replicated (dvr_jax.sharding)
+        replicated = NamedSharding(mesh, PartitionSpec())
+        state = jax.device_put(state, replicated)
+        components = dataclasses.replace(components, data=jax.device_put(components.data, replicated))
+        step_fn = sharding.shard_step(components.method.step, mesh)
     per_sample = {}
     for epoch in range(tracker.epoch, cfg.epochs):
         t0 = time.time()
@@ -453,11 +487,12 @@ def _fit(
         progress.status = f"loss {means['loss']:.4f}"
         if done % cfg.valid_interval == 0 or done == cfg.epochs:
             params = components.method.backbone_params(state)
-            metrics = _evaluate(components, params, components.valid, cfg.ks, progress.evaluation("valid"))
+            metrics = _evaluate(fit.components, _one_device(params, mesh), components.valid, cfg.ks,
+                                progress.evaluation("valid"))  # fmt: skip
             record = {"epoch": done, "loss": means["loss"], "valid": metrics, "seconds": tracker.train_seconds}
             value = metrics[cfg.select_metric]
             if components.select_test is not None:  # leaky: the released code's max over epochs of test
-                record["test"] = _evaluate(components, params, components.select_test, cfg.ks)
+                record["test"] = _evaluate(fit.components, _one_device(params, mesh), components.select_test, cfg.ks)
                 value = record["test"][cfg.select_metric]
             logs["metrics"].append(record)
             if value > tracker.best_value:

@@ -81,7 +81,9 @@ def rank_chunk(score_all: ScoreAll, reps: Reps, chunk: EvalChunk, k: int) -> tup
     # only if the slice is the sort's sole user; a caller slicing the result
     # (top_items[:, :10]) would merge into the slice and leave a full [C, I] sort
     # (~40x slower on CPU).
-    top_scores, top_items = jax.lax.optimization_barrier((top_scores, top_items))
+    # One barrier per array: a barrier over the (scores, items) tuple crashes XLA's SPMD
+    # partitioner when the step runs on several devices (a GetTupleElement check).
+    top_scores, top_items = jax.lax.optimization_barrier(top_scores), jax.lax.optimization_barrier(top_items)
     return top_items.astype(jnp.int32), top_scores
 
 

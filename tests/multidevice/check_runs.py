@@ -1,0 +1,73 @@
+"""Runs on 8 simulated CPU devices equal the 1-device runs; a checkpoint from 8 devices resumes on 2.
+
+Run as a script in a fresh process (the device count is fixed when JAX starts):
+`XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice/check_runs.py DATA_DIR OUT`.
+Prints one JSON line with what it compared; exits non-zero on a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import jax
+
+from dvr_jax import loop
+from experiments import run
+
+TOLERANCE = 1e-5
+
+
+def _args(data_dir: str, out: pathlib.Path, method: str, devices: int, epochs: int = 2) -> list[str]:
+    return ["--dataset", "ml-100k", "--data-dir", data_dir, "--method", method, "--reward", "recall",
+            "--epochs", str(epochs), "--batch-size", "2048", "--valid-interval", "1", "--checkpoint-every", "1",
+            "--warm-start", "none", "--devices", str(devices), "--out", str(out), "--no-progress",
+            "--no-plots"]  # fmt: skip
+
+
+def _results(out: pathlib.Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def _close(a: dict, b: dict, what: str) -> None:
+    for split in ("valid", "test"):
+        for key in ("recall@20", "ndcg@20"):
+            if abs(a[split][key] - b[split][key]) > TOLERANCE:
+                sys.exit(f"{what}: {split} {key} {a[split][key]} != {b[split][key]}")
+
+
+def main(data_dir: str, out: str) -> None:
+    root = pathlib.Path(out)
+    assert jax.local_device_count() == 8, jax.devices()
+    one, eight = root / "bpr-1", root / "bpr-8"
+    assert run.main(_args(data_dir, one, "bpr", 1, epochs=1)) == 0
+    assert run.main(_args(data_dir, eight, "bpr", 8, epochs=1)) == 0
+    _close(_results(one), _results(eight), "bpr on 8 devices")
+    mesh = json.loads((eight / "config.json").read_text())["mesh"]
+    assert mesh == {"devices": 8, "processes": 1}, mesh
+    # DVR: two epochs on 8 devices, stopped in the third, resumed on 2, equals the 1-device run.
+    reference, moved = root / "dvr-1", root / "dvr-8-then-2"
+    assert run.main(_args(data_dir, reference, "dvr", 1, epochs=3)) == 0
+    real_train_epoch = loop._train_epoch
+
+    def interrupted(components, step_fn, state, keys, epoch, *rest):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(components, step_fn, state, keys, epoch, *rest)
+
+    loop._train_epoch = interrupted
+    assert run.main(_args(data_dir, moved, "dvr", 8, epochs=3)) == 130
+    loop._train_epoch = real_train_epoch
+    assert json.loads((moved / "config.json").read_text())["mesh"]["devices"] == 8
+    assert run.main([*_args(data_dir, moved, "dvr", 2, epochs=3), "--resume"]) == 0
+    _close(_results(reference), _results(moved), "dvr on 8 devices, resumed on 2")
+    checks = [json.loads(line) for line in (moved / "metrics.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
+    for got, want in zip(checks, expected, strict=True):  # every validation check, on 8 and then 2 devices
+        _close({"valid": got["valid"], "test": got["valid"]}, {"valid": want["valid"], "test": want["valid"]}, "check")
+    print(json.dumps({"bpr": _results(eight)["test"]["recall@20"], "dvr": _results(moved)["test"]["recall@20"]}))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,33 @@
+"""Every run on several devices: the CLI on 8 simulated CPU devices against 1, and a move from 8 to 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.slow
+def test_runs_on_8_devices_equal_1_and_resume_on_2(real_data_dir, tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    script = REPO / "tests" / "multidevice" / "check_runs.py"
+    done = subprocess.run([sys.executable, str(script), str(real_data_dir), str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(report) == {"bpr", "dvr"} and all(0 < v < 1 for v in report.values())
+
+
+def test_too_many_devices_or_an_indivisible_batch_fail_before_training(real_data_dir, tmp_path, capsys):
+    from experiments import run
+
+    base = ["--dataset", "ml-100k", "--data-dir", str(real_data_dir), "--method", "bpr", "--epochs", "1",
+            "--out", str(tmp_path / "r"), "--no-progress"]  # fmt: skip
+    assert run.main([*base, "--devices", "64"]) == 2
+    assert "--devices 64: this process has 1 local device(s)" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
