@@ -379,9 +379,7 @@ def _run(
     """
     if not resume:
         rundir.clear(workdir, everything=cfg.overwrite)
-        mesh = {"devices": 1 if components.mesh is None else components.mesh.size, "processes": jax.process_count()}
-        saved = {**cfg.to_dict(), "leaky": list(leaky_ingredients(cfg)), "mesh": mesh}
-        export.write_json(workdir / "config.json", {**saved, "dataset_summary": components.dataset.summary()})
+        _write_config(cfg, components, workdir)
     method, keys, per_sample = components.method, run_keys(cfg.seed), {}
     state, logs = method.init(keys[0]), {"metrics": [], "train_log": []}
     if method.step is not None:
@@ -411,9 +409,7 @@ def _run(
         params = checkpoint.restore_backbone(best, state, method.backbone_params)
     params = _one_device(params, components.mesh)
     test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
-    with EvaluationProgress(cfg.progress) as bars:
-        valid_metrics = _evaluate(components, params, components.valid, cfg.ks, bars.evaluation("valid"))
-        test_metrics = _evaluate(components, params, test_arrays, cfg.ks, bars.evaluation("test"))  # test's only read
+    valid_metrics, test_metrics = _final_metrics(cfg, components, params, test_arrays)
     checkpoint_bytes = checkpoint.disk_bytes(workdir / "checkpoints")
     if checkpoint_bytes:
         print(f"checkpoints: {checkpoint_bytes / 1e6:.1f} MB in {workdir / 'checkpoints'}", file=sys.stderr)
@@ -431,6 +427,20 @@ def _run(
         users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
         export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
     return results
+
+
+def _write_config(cfg: RunConfig, components: Components, workdir: pathlib.Path) -> None:
+    """`config.json`: the flat config, what of the run reads test, the device mesh, the dataset's counts."""
+    mesh = {"devices": 1 if components.mesh is None else components.mesh.size, "processes": jax.process_count()}
+    saved = {**cfg.to_dict(), "leaky": list(leaky_ingredients(cfg)), "mesh": mesh}
+    export.write_json(workdir / "config.json", {**saved, "dataset_summary": components.dataset.summary()})
+
+
+def _final_metrics(cfg: RunConfig, components: Components, params: Any, test_arrays: EvalArrays) -> tuple[dict, dict]:
+    """Validation and test metrics of the selected parameters: the only read of test in an honest run."""
+    with EvaluationProgress(cfg.progress) as bars:
+        valid = _evaluate(components, params, components.valid, cfg.ks, bars.evaluation("valid"))
+        return valid, _evaluate(components, params, test_arrays, cfg.ks, bars.evaluation("test"))
 
 
 def _read_log(path: pathlib.Path, epoch: int) -> list[dict]:
@@ -452,6 +462,31 @@ class FitContext(NamedTuple):
     progress: TrainingProgress
 
 
+def _place(components: Components, state: Any) -> tuple[Any, Any, Components]:
+    """(jitted step, state, components) on the run's devices: one, or the data mesh (`dvr_jax.sharding`:
+    the batch split over it, the state and the step data replicated)."""
+    if components.mesh is None:
+        return jax.jit(components.method.step, donate_argnums=(0,)), state, components
+    replicated = NamedSharding(components.mesh, PartitionSpec())
+    placed = dataclasses.replace(components, data=jax.device_put(components.data, replicated))
+    return sharding.shard_step(components.method.step, components.mesh), jax.device_put(state, replicated), placed
+
+
+def _validate(fit: FitContext, params: Any, record: dict[str, Any]) -> float:
+    """One validation check: adds its metrics to `record`; returns the value that selects the checkpoint.
+
+    Under the leaky `select_split="test"` it also scores test, and that selects (the released
+    code's maximum over epochs of test Recall@20).
+    """
+    cfg, components = fit.cfg, fit.components
+    params = _one_device(params, components.mesh)
+    record["valid"] = _evaluate(components, params, components.valid, cfg.ks, fit.progress.evaluation("valid"))
+    if components.select_test is None:
+        return record["valid"][cfg.select_metric]
+    record["test"] = _evaluate(components, params, components.select_test, cfg.ks)
+    return record["test"][cfg.select_metric]
+
+
 def _fit(
     fit: FitContext, state: Any, tracker: FitProgress, logs: dict[str, list[dict[str, Any]]]
 ) -> tuple[Any, dict[str, jax.Array]]:
@@ -463,14 +498,7 @@ def _fit(
       (final state, per-sample arrays of the last epoch).
     """
     cfg, components, keys, latest, best, workdir, progress = fit
-    mesh = components.mesh
-    if mesh is None:
-        step_fn = jax.jit(components.method.step, donate_argnums=(0,))
-    else:  # the batch split over the mesh, everything else replicated (dvr_jax.sharding)
-        replicated = NamedSharding(mesh, PartitionSpec())
-        state = jax.device_put(state, replicated)
-        components = dataclasses.replace(components, data=jax.device_put(components.data, replicated))
-        step_fn = sharding.shard_step(components.method.step, mesh)
+    step_fn, state, components = _place(components, state)
     per_sample = {}
     for epoch in range(tracker.epoch, cfg.epochs):
         t0 = time.time()
@@ -486,14 +514,8 @@ def _fit(
         logs["train_log"].append({"epoch": done, **means})
         progress.status = f"loss {means['loss']:.4f}"
         if done % cfg.valid_interval == 0 or done == cfg.epochs:
-            params = components.method.backbone_params(state)
-            metrics = _evaluate(fit.components, _one_device(params, mesh), components.valid, cfg.ks,
-                                progress.evaluation("valid"))  # fmt: skip
-            record = {"epoch": done, "loss": means["loss"], "valid": metrics, "seconds": tracker.train_seconds}
-            value = metrics[cfg.select_metric]
-            if components.select_test is not None:  # leaky: the released code's max over epochs of test
-                record["test"] = _evaluate(fit.components, _one_device(params, mesh), components.select_test, cfg.ks)
-                value = record["test"][cfg.select_metric]
+            record = {"epoch": done, "loss": means["loss"], "seconds": tracker.train_seconds}
+            value = _validate(fit, components.method.backbone_params(state), record)
             logs["metrics"].append(record)
             if value > tracker.best_value:
                 tracker.best_value, tracker.best_epoch, tracker.bad_checks = value, done, 0
