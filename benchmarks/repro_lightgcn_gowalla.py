@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import sys
 import time
 
 import jax
@@ -54,11 +56,11 @@ def user_uniform_batches(key: jax.Array, arrays: sampler.TrainArrays, n_batches:
     n_active = jnp.sum(degree > 0)
     shape = (n_batches, batch_size)
     users = active[jax.random.randint(k_user, shape, 0, n_active)]
-    offset = jnp.floor(jax.random.uniform(k_pos, shape) * degree[users]).astype(jnp.int32)
+    offset = jnp.floor(jax.random.uniform(k_pos, shape) * degree[users].astype(jnp.float32)).astype(jnp.int32)
     return arrays.indptr[users] + jnp.minimum(offset, degree[users] - 1)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="gowalla")
     p.add_argument("--data-dir", default=None)
@@ -73,7 +75,14 @@ def main() -> None:
     p.add_argument("--keep-validation", action="store_true")
     p.add_argument("--eval-chunk", type=int, default=1000)
     p.add_argument("--seed", type=int, default=2020)
-    args = p.parse_args()
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="stop after the epoch that passes this many seconds (the summary line is still printed)",
+    )
+    p.add_argument("--jsonl", action="store_true", help="print each evaluation as a JSON line instead of text")
+    args = p.parse_args(argv)
 
     dataset = load_dataset(args.dataset, args.data_dir)
     if not args.keep_validation:
@@ -97,9 +106,10 @@ def main() -> None:
         sample_epoch = jax.jit(sampler.epoch_batches, static_argnums=(1, 2))
         batches_fn = lambda key: sample_epoch(key, arrays.n_pairs, args.batch_size)  # noqa: E731
     print(f"{dataset.name}: {dataset.n_users} users, {dataset.n_items} items, {arrays.n_pairs} train pairs, "
-          f"{test_arrays.n_users} test users; LightGCN-{args.layers}, {args.sampler} sampler", flush=True)  # fmt: skip
+          f"{test_arrays.n_users} test users; LightGCN-{args.layers}, {args.sampler} sampler", flush=True,
+          file=sys.stderr if args.jsonl else sys.stdout)  # fmt: skip
 
-    series, start, train_seconds = [], time.perf_counter(), 0.0
+    series, start, train_seconds, epoch = [], time.perf_counter(), 0.0, 0
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.perf_counter()
         batches = batches_fn(jax.random.fold_in(jax.random.fold_in(run_key, 1), epoch))
@@ -116,14 +126,20 @@ def main() -> None:
             row = {"epoch": epoch, "loss": loss, "recall@20": result["recall@20"], "ndcg@20": result["ndcg@20"],
                    "elapsed_s": time.perf_counter() - start}  # fmt: skip
             series.append(row)
-            print(f"epoch {epoch:4d}  loss {loss:.4f}  test recall@20 {row['recall@20']:.4f}  "
-                  f"ndcg@20 {row['ndcg@20']:.4f}  ({row['elapsed_s']:.0f} s, "
-                  f"{train_seconds / epoch:.1f} s/epoch)", flush=True)  # fmt: skip
+            if args.jsonl:
+                print(json.dumps({"bench": "lightgcn_epoch", **row, "seconds_per_epoch": train_seconds / epoch}),
+                      flush=True)  # fmt: skip
+            else:
+                print(f"epoch {epoch:4d}  loss {loss:.4f}  test recall@20 {row['recall@20']:.4f}  "
+                      f"ndcg@20 {row['ndcg@20']:.4f}  ({row['elapsed_s']:.0f} s, "
+                      f"{train_seconds / epoch:.1f} s/epoch)", flush=True)  # fmt: skip
+        if args.time_budget is not None and time.perf_counter() - start > args.time_budget:
+            break
 
     emit({
         "bench": "repro_lightgcn_gowalla", "dataset": dataset.name, "layers": args.layers, "epochs": args.epochs,
-        "sampler": args.sampler, "series": series, "final": series[-1] if series else None,
-        "published_1000_epochs": PUBLISHED, "seconds_per_epoch": train_seconds / max(args.epochs, 1),
+        "epochs_run": epoch, "sampler": args.sampler, "series": series, "final": series[-1] if series else None,
+        "published_1000_epochs": PUBLISHED, "seconds_per_epoch": train_seconds / max(epoch, 1),
         "peak_rss_mb": peak_rss_mb(),
     })  # fmt: skip
 

@@ -31,3 +31,16 @@ def test_too_many_devices_or_an_indivisible_batch_fail_before_training(real_data
     assert run.main([*base, "--devices", "64"]) == 2
     assert "--devices 64: this process has 1 local device(s)" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_bench_scaling_reports_each_device_count(real_data_dir):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)  # the script asks for 8 simulated devices itself
+    argv = [sys.executable, "benchmarks/bench_scaling.py", "--dataset", "lastfm", "--data-dir", str(real_data_dir),
+            "--batch-size", "1024", "--counts", "1", "2", "16", "--window", "2", "--windows", "1"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["devices"] for r in summary["results"]] == [1, 2] and "skipping 16 devices" in done.stderr
+    assert all(r["samples_per_s"] > 0 for r in summary["results"])
