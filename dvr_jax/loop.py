@@ -168,7 +168,7 @@ def _pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
     bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
                       export=False, epochs=cfg.pretrain_epochs or cfg.epochs, select_split="valid")  # fmt: skip
     if n_pairs is not None and bpr.batch_size > n_pairs:
-        multiple = cfg.devices or 1  # the capped batch still divides over the run's devices
+        multiple = cfg.devices or jax.local_device_count()  # the capped batch still divides over the devices
         bpr = bpr.replace(batch_size=max(multiple, n_pairs - n_pairs % multiple))
     return bpr
 
