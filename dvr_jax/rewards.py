@@ -5,7 +5,8 @@ ndcg, cc, ild, gini) rank all items for a fixed, seeded subset of validation use
 their training items masked, through the evaluator's own top-K code. The loss reward is
 -mean BPR loss on a fixed set of validation triplets (each validation pair with one
 uniform negative, drawn once per run). Every reward is oriented so that larger is better
-(gini: 1 - Gini@K).
+(gini: 1 - Gini@K). The one exception is the leaky `split="test"` of `make_reward_data`, which
+reproduces the authors' released code for measuring it (docs/departures.md §22).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def make_reward_data(
     """Builds the reward's device arrays from the training and validation splits only.
 
     `split="test"` builds them from the *test* split instead, as the authors' released code
-    does: test-leaky, for measuring that protocol only (docs/departures.md; the run is marked
+    does: test-leaky, for measuring that protocol only (docs/departures.md §22; the run is marked
     leaky everywhere it reports).
 
     Args:
