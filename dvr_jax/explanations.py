@@ -105,6 +105,31 @@ def run_dataset(run_dir: str | pathlib.Path) -> tuple[str, str | None]:
     return config["dataset"], config.get("data_dir")
 
 
+def planted_pairs(run_dir: str | pathlib.Path) -> set[tuple[str, str]]:
+    """The (user, item) original ids planted into a noise-harness run's training data; empty otherwise.
+
+    A run of `experiments/noise.py` keeps `planting.json` (share, mode, seed); planting is
+    deterministic, so the planted pairs are rebuilt from the clean data, and checked against the
+    recorded hash of the planted data.
+    """
+    path = pathlib.Path(run_dir) / "planting.json"
+    if not path.exists():
+        return set()
+    planting = json.loads(path.read_text())
+    if not planting.get("planted"):
+        return set()
+    from dvr_jax import noise  # noqa: PLC0415
+    from dvr_jax.data import load_dataset  # noqa: PLC0415
+
+    dataset_name, data_dir = run_dataset(run_dir)
+    clean = load_dataset(dataset_name, data_dir, kcore=None, split_seed=2024)
+    dataset, planted = noise.plant_random_pairs(clean, planting["share"], planting["seed"], planting["mode"])
+    if dataset.source_hash != planting["source_hash"]:
+        raise ExplanationError(f"{path}: the rebuilt planted data does not match the run's (hash differs)")
+    rows = dataset.train[planted]
+    return set(zip(dataset.user_ids[rows[:, 0]].astype(str), dataset.item_ids[rows[:, 1]].astype(str), strict=True))
+
+
 def ranked(values: PairValues, rows: np.ndarray, descending: bool = True) -> np.ndarray:
     """`rows` (indices) ordered by value, visited pairs first; ties by (user, item) for a stable order."""
     rows = np.asarray(rows, np.int64)
@@ -125,13 +150,16 @@ def user_rows(values: PairValues, user: str) -> np.ndarray:
     return ranked(values, rows)
 
 
-def format_rows(values: PairValues, rows: np.ndarray, names: dict[str, str], title: str) -> str:
-    """A plain-text table: rank, user, item, name, value, selection probability, visits."""
+def format_rows(values: PairValues, rows: np.ndarray, names: dict[str, str], title: str,
+                planted: set[tuple[str, str]] = frozenset()) -> str:  # fmt: skip
+    """A plain-text table: rank, user, item, value, selection probability, visits, name (and
+    "planted" for a pair the noise harness planted)."""
     lines = [title, f"{'rank':>4}  {'user':>8}  {'item':>8}  {'value':>10}  {'prob':>6}  {'visits':>6}  name"]
     for rank, row in enumerate(rows, 1):
         value = "never" if values.visits[row] == 0 else f"{values.value[row]:10.4g}"
         prob = "" if values.visits[row] == 0 else f"{values.prob[row]:6.3f}"
         name = names.get(values.items[row], "")
+        mark = "  [planted]" if (values.users[row], values.items[row]) in planted else ""
         lines.append(f"{rank:>4}  {values.users[row]:>8}  {values.items[row]:>8}  {value:>10}  {prob:>6}  "
-                     f"{values.visits[row]:>6}  {name}")  # fmt: skip
+                     f"{values.visits[row]:>6}  {name}{mark}")  # fmt: skip
     return "\n".join(lines)

@@ -7,7 +7,8 @@
 A pair's value is its mean Shapley value over every batch it was in during the run (higher:
 the valuator judged it more useful for the reward); `prob` is its mean selection probability,
 `visits` the batches it was in. Ids are the dataset's own (e.g. LastFM user and artist ids);
-names come from the dataset's item file where it has one (`dvr_jax.explanations`). Exit
+names come from the dataset's item file where it has one (`dvr_jax.explanations`); in a run of
+the planted-noise harness the planted pairs are marked "[planted]". Exit
 status 2 with one line when the run or the user cannot be explained.
 """
 
@@ -39,18 +40,20 @@ def explain(argv: list[str] | None = None) -> str:
     values = explanations.read_pair_values(args.run_dir)
     dataset, data_dir = explanations.run_dataset(args.run_dir)
     names = explanations.item_names(dataset, data_dir)
+    planted = explanations.planted_pairs(args.run_dir)
     visited = values.visits > 0
     head = (f"{args.run_dir}: {len(values.users)} training pairs of {dataset}, {int(visited.sum())} valued "
             f"(mean value {np.nanmean(values.value):.4g})")  # fmt: skip
     blocks = [head]
     if args.user is not None:
         rows = explanations.user_rows(values, args.user)
-        blocks.append(explanations.format_rows(values, rows, names, f"user {args.user}: {len(rows)} pairs, best first"))
+        title = f"user {args.user}: {len(rows)} pairs, best first"
+        blocks.append(explanations.format_rows(values, rows, names, title, planted))
     else:
         best = explanations.ranked(values, np.flatnonzero(visited))[: args.top]
         worst = explanations.ranked(values, np.flatnonzero(visited), descending=False)[: args.top]
-        blocks.append(explanations.format_rows(values, best, names, f"the {len(best)} most valuable pairs"))
-        blocks.append(explanations.format_rows(values, worst, names, f"the {len(worst)} least valuable pairs"))
+        blocks.append(explanations.format_rows(values, best, names, f"the {len(best)} most valuable pairs", planted))
+        blocks.append(explanations.format_rows(values, worst, names, f"the {len(worst)} least valuable pairs", planted))
     if args.histogram:
         path = plots.write_value_histogram(values.value[visited], f"{args.run_dir}/plots/values.png", title=dataset)
         blocks.append(f"histogram: {path}")

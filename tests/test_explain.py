@@ -67,3 +67,28 @@ def test_bad_runs_and_users_are_one_line_errors(real_data_dir, tmp_path, capsys)
     (run / "pair_values.tsv").write_text("user\titem\n1\t2\n")
     assert explain.main([str(run)]) == 2
     assert "header" in capsys.readouterr().err
+
+
+def test_planted_pairs_of_a_noise_run_are_marked(real_data_dir, tmp_path):
+    from dvr_jax import noise
+    from dvr_jax.data import load_dataset
+
+    clean = load_dataset("ml-100k", str(real_data_dir), kcore=None, split_seed=2024)
+    dataset, planted = noise.plant_random_pairs(clean, 0.1, 3, "add")
+    fake, real = dataset.train[planted][0], dataset.train[~planted][0]
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [(dataset.user_ids[p[0]], dataset.item_ids[p[1]], v) for p, v in ((fake, -1.0), (real, 0.5))]
+    lines = ["user\titem\tvisits\tvalue\tprob\tinfluence"] + [f"{u}\t{i}\t3\t{v}\t0.5\t0" for u, i, v in rows]
+    (run / "pair_values.tsv").write_text("\n".join(lines) + "\n")
+    (run / "config.json").write_text(json.dumps({"dataset": "ml-100k", "data_dir": str(real_data_dir)}))
+    planting = {"share": 0.1, "mode": "add", "seed": 3, "planted": int(planted.sum()),
+                "source_hash": dataset.source_hash}  # fmt: skip
+    (run / "planting.json").write_text(json.dumps(planting))
+    assert len(explanations.planted_pairs(run)) == planted.sum()
+    text = explain.explain([str(run), "--top", "1"])
+    best, worst = text.split("least valuable")
+    assert "[planted]" in worst and "[planted]" not in best
+    (run / "planting.json").write_text(json.dumps({**planting, "source_hash": "other"}))
+    with pytest.raises(explanations.ExplanationError, match="does not match"):
+        explanations.planted_pairs(run)
