@@ -21,6 +21,7 @@ from dvr_jax import baselines, rewards
 from dvr_jax.backbones import propagation
 from dvr_jax.config import ConfigError, RunConfig, option
 from dvr_jax.dvr import DVRConfig, check_config
+from dvr_jax.evaluation.ranking import pad_chunks
 from dvr_jax.methods import make_bpr_method, make_dvr_method, make_pop_method
 from dvr_jax.registry import BuildContext, Built, MethodEntry, register_method
 from dvr_jax.valuator import Valuator, make_valuator
@@ -205,11 +206,14 @@ def _dvr_reward_data(ctx: BuildContext) -> rewards.RewardData:
     if cfg.options.reward_split == "test":
         dataset = dataclasses.replace(dataset, test=ctx.test)  # the loop hands test over only to a leaky entry
     try:
-        return rewards.make_reward_data(dataset, cfg.reward, ctx.train, fraction=cfg.options.reward_fraction,
+        data = rewards.make_reward_data(dataset, cfg.reward, ctx.train, fraction=cfg.options.reward_fraction,
                                         seed=cfg.split_seed, chunk_size=cfg.eval_chunk,
                                         split=cfg.options.reward_split)  # fmt: skip
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    if ctx.mesh is not None and data.eval_arrays is not None:  # the reward's users split over the devices
+        data = data._replace(eval_arrays=pad_chunks(data.eval_arrays, ctx.mesh.shape["data"]))
+    return data
 
 
 def run_valuator(cfg: RunConfig) -> Valuator:
@@ -237,7 +241,8 @@ def run_valuator(cfg: RunConfig) -> Valuator:
 def _dvr(ctx: BuildContext) -> Built:
     cfg = ctx.cfg
     method = make_dvr_method(
-        ctx.backbone, run_valuator(cfg), rewards.make_reward_fn(ctx.backbone, cfg.reward, k=cfg.options.reward_k),
+        ctx.backbone, run_valuator(cfg),
+        rewards.make_reward_fn(ctx.backbone, cfg.reward, k=cfg.options.reward_k, mesh=ctx.mesh),
         _dvr_config(cfg), batch_size=cfg.batch_size, n_pairs=ctx.train.n_pairs, learning_rate=cfg.learning_rate,
         init_params=ctx.init_params, valuator_learning_rate=cfg.options.valuator_learning_rate,
         valuator_weight_decay=cfg.options.valuator_weight_decay,

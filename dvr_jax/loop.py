@@ -120,7 +120,7 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
     mesh = data_mesh(cfg) if entry.trains else None
     leaks = entry.leaks is not None and bool(entry.leaks(cfg))  # a leaky protocol: the entry gets the test pairs
     ctx = registry.BuildContext(cfg, dataset, train_arrays, backbone, backbone.build_graph(dataset.train),
-                                test=full_dataset.test if leaks else None)  # fmt: skip
+                                test=full_dataset.test if leaks else None, mesh=mesh)  # fmt: skip
     ctx = ctx._replace(prepared=None if entry.prepare is None else entry.prepare(ctx))  # data checks first
     warm_seconds = 0.0
     if entry.trains:
@@ -149,7 +149,7 @@ def data_mesh(cfg: RunConfig) -> Mesh | None:
 
 
 def _one_device(tree: Any, mesh: Mesh | None) -> Any:
-    """`tree` on this process's first device (evaluation runs there; `tree` is replicated on `mesh`)."""
+    """`tree` on this process's first device (the top-K export runs there; `tree` is replicated on `mesh`)."""
     return tree if mesh is None else jax.device_put(tree, jax.local_devices()[0])
 
 
@@ -221,9 +221,10 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset) -> tuple[An
 
 
 def _evaluate(components: Components, params, arrays: EvalArrays, ks, on_chunk=None) -> dict[str, float]:
+    """Full-ranking metrics; on a data mesh the users' chunks are split over its devices."""
     return evaluate(
         components.backbone, params, components.data.graph, arrays,
-        ks=ks, item_categories=components.dataset.item_categories, on_chunk=on_chunk,
+        ks=ks, item_categories=components.dataset.item_categories, on_chunk=on_chunk, mesh=components.mesh,
     )  # fmt: skip
 
 
@@ -407,7 +408,6 @@ def _run(
     params = method.backbone_params(state)
     if method.step is not None and tracker.best_epoch >= 0:
         params = checkpoint.restore_backbone(best, state, method.backbone_params)
-    params = _one_device(params, components.mesh)
     test_arrays = make_eval_arrays(components.dataset, "test", chunk_size=cfg.eval_chunk)
     valid_metrics, test_metrics = _final_metrics(cfg, components, params, test_arrays)
     checkpoint_bytes = checkpoint.disk_bytes(workdir / "checkpoints")
@@ -424,7 +424,8 @@ def _run(
         export.export_data_values(components.dataset, jax.device_get(per_sample), workdir / "data_values.tsv")
     if cfg.export:
         export.export_splits(components.dataset, workdir / "export")
-        users, items, scores = topk_lists(components.backbone, params, components.data.graph, test_arrays, max(cfg.ks))
+        users, items, scores = topk_lists(components.backbone, _one_device(params, components.mesh),
+                                          components.data.graph, test_arrays, max(cfg.ks))  # fmt: skip
         export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
     return results
 
@@ -479,7 +480,6 @@ def _validate(fit: FitContext, params: Any, record: dict[str, Any]) -> float:
     code's maximum over epochs of test Recall@20).
     """
     cfg, components = fit.cfg, fit.components
-    params = _one_device(params, components.mesh)
     record["valid"] = _evaluate(components, params, components.valid, cfg.ks, fit.progress.evaluation("valid"))
     if components.select_test is None:
         return record["valid"][cfg.select_metric]

@@ -27,8 +27,9 @@ _BUILTINS_LOADED = [False]
 class BuildContext(NamedTuple):
     """What a builder sees: the config, the dataset *without its test split*, the training
     arrays, the registry backbone and its graph, the warm start's params (or None), what the
-    entry's `prepare` returned, and the test pairs only when the entry's `leaks` says the run
-    reads them (a leaky protocol; else None)."""
+    entry's `prepare` returned, the test pairs only when the entry's `leaks` says the run
+    reads them (a leaky protocol; else None), and the data mesh of a run on several devices
+    (None on one device; DVR's reward splits its users over it)."""
 
     cfg: Any
     dataset: Any
@@ -38,6 +39,7 @@ class BuildContext(NamedTuple):
     init_params: Any = None
     prepared: Any = None
     test: Any = None
+    mesh: Any = None
 
 
 class Built(NamedTuple):

@@ -23,7 +23,7 @@ from dvr_jax import losses, sampler
 from dvr_jax.backbones.base import Backbone, Graph
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.evaluation.eval_arrays import EvalArrays, make_eval_arrays
-from dvr_jax.evaluation.ranking import evaluate_on_device
+from dvr_jax.evaluation.ranking import evaluate_on_device, evaluate_sharded
 from dvr_jax.typing import Array, Params
 
 RANKING_REWARDS = {"recall": "recall", "ndcg": "ndcg", "cc": "cc", "ild": "ild", "gini": "gini"}
@@ -110,8 +110,14 @@ def make_reward_data(
     return RewardData(arrays, categories, *triplets)
 
 
-def make_reward_fn(backbone: Backbone, reward: str, *, k: int = 20) -> Callable[[Params, Graph, RewardData], Array]:
-    """`reward_fn(params, graph, reward_data) -> f32[]` (larger is better), pure and traceable."""
+def make_reward_fn(
+    backbone: Backbone, reward: str, *, k: int = 20, mesh: jax.sharding.Mesh | None = None
+) -> Callable[[Params, Graph, RewardData], Array]:
+    """`reward_fn(params, graph, reward_data) -> f32[]` (larger is better), pure and traceable.
+
+    With a data `mesh` a ranking reward splits its users' chunks over the mesh's devices
+    (`evaluate_sharded`; the reward data's chunks must divide over it: `pad_chunks`).
+    """
     if reward == "loss":
 
         def loss_reward(params: Params, graph: Graph, data: RewardData) -> Array:
@@ -125,7 +131,11 @@ def make_reward_fn(backbone: Backbone, reward: str, *, k: int = 20) -> Callable[
 
     def ranking_reward(params: Params, graph: Graph, data: RewardData) -> Array:
         reps = backbone.encode(params, graph)
-        values = evaluate_on_device(backbone, reps, data.eval_arrays, ks=(k,), item_categories=data.item_categories)
+        if mesh is None:
+            values = evaluate_on_device(backbone, reps, data.eval_arrays, ks=(k,), item_categories=data.item_categories)
+        else:
+            values = evaluate_sharded(backbone, reps, data.eval_arrays, mesh, ks=(k,),
+                                      item_categories=data.item_categories)  # fmt: skip
         value = values[f"{name}@{k}"]
         return 1.0 - value if reward == "gini" else value
 

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from dvr_jax.backbones.base import Backbone, Graph, Reps
 from dvr_jax.evaluation import metrics
@@ -234,6 +235,77 @@ def evaluate_on_device(
     return _finalize(totals, eval_arrays.n_users)
 
 
+def pad_chunks(eval_arrays: EvalArrays, multiple: int) -> EvalArrays:
+    """The same arrays with empty chunks appended so that `n_chunks` divides by `multiple`.
+
+    An empty chunk holds only pad rows (user 0, masked out, no held-out or excluded pair), so
+    it adds nothing to any sum or exposure count; `n_users` is unchanged.
+    """
+    extra = -eval_arrays.n_chunks % multiple
+    if extra == 0:
+        return eval_arrays
+    size = eval_arrays.chunk_size
+    fills = {"users": 0, "user_mask": False, "n_pos": 0, "exclude_rows": size, "exclude_items": 0,
+             "heldout_rows": size, "heldout_items": 0}  # fmt: skip
+    padded = {}
+    for name, fill in fills.items():
+        value = getattr(eval_arrays, name)
+        padded[name] = jnp.concatenate([value, jnp.full((extra, *value.shape[1:]), fill, value.dtype)])
+    return eval_arrays.replace(**padded)
+
+
+def evaluate_sharded(
+    backbone: Backbone,
+    reps: Reps,
+    eval_arrays: EvalArrays,
+    mesh: jax.sharding.Mesh,
+    *,
+    ks: Sequence[int] = (10, 20),
+    item_categories: Array | None = None,
+) -> dict[str, Array]:
+    """`evaluate_on_device` with the chunks of users split over the mesh's `data` axis.
+
+    Each device ranks the items for its own chunks (`jax.shard_map`); the per-user sums and
+    the exposure counts are then summed over devices (`psum`), so the result equals
+    `evaluate_on_device` up to float summation order. Traceable, for use inside a jitted step
+    that runs on `mesh` (DVR's reward) or on its own. `eval_arrays.n_chunks` must divide by the
+    mesh size (`pad_chunks`); `reps` and `item_categories` are replicated.
+    """
+    ks = tuple(int(k) for k in ks)
+    n_devices = mesh.shape["data"]
+    if eval_arrays.n_chunks % n_devices:
+        raise ValueError(f"{eval_arrays.n_chunks} chunks do not divide over {n_devices} devices (pad_chunks)")
+    init = _init_totals(ks, eval_arrays.n_items, item_categories is not None)
+
+    def local(reps: Reps, chunks: EvalChunk, categories: Array | None) -> Totals:
+        def body(totals: Totals, chunk: EvalChunk) -> tuple[Totals, None]:
+            return _accumulate(backbone.score_all, ks, totals, reps, chunk, categories), None
+
+        start = jax.tree.map(lambda x: jax.lax.pcast(x, ("data",), to="varying"), init)  # a per-device carry
+        totals, _ = jax.lax.scan(body, start, chunks)
+        return jax.lax.psum(totals, "data")
+
+    specs = (P(), P("data"), P())
+    totals = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())(
+        reps, stacked_chunks(eval_arrays), item_categories
+    )
+    return _finalize(totals, eval_arrays.n_users)
+
+
+@functools.partial(jax.jit, static_argnames=("score_all", "ks", "mesh", "encode"))
+def _evaluate_sharded_jit(params, graph, eval_arrays, item_categories, *, score_all, ks, mesh, encode):
+    """One jit per backbone, ks, mesh and shapes: encode, then `evaluate_sharded`."""
+    reps = encode(params, graph)
+    backbone = _ScoreOnly(score_all)
+    return evaluate_sharded(backbone, reps, eval_arrays, mesh, ks=ks, item_categories=item_categories)
+
+
+class _ScoreOnly(NamedTuple):
+    """The part of a backbone `evaluate_sharded` reads."""
+
+    score_all: ScoreAll
+
+
 @functools.partial(jax.jit, static_argnames=("encode",))
 def _encode(params: Params, graph: Graph, *, encode: Callable[..., Reps]) -> Reps:
     """Jitted `backbone.encode` (compiled once per backbone and shapes)."""
@@ -278,6 +350,7 @@ def evaluate(
     ks: Sequence[int] = (10, 20),
     item_categories: np.ndarray | Array | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, float]:
     """Full-ranking evaluation of a split: host driver over jitted chunk steps.
 
@@ -293,6 +366,9 @@ def evaluate(
       ks: cut-offs K.
       item_categories: optional float32[I, n_cat] multi-hot item categories.
       on_chunk: optional host callback `(chunks done, chunks in all)`, after each chunk.
+      mesh: a data mesh: the users' chunks are split over its devices in one jitted call
+        (`evaluate_sharded`; `on_chunk` is then called once, at the end); `params` and `graph`
+        should be replicated on it.
 
     Returns:
       Dict of Python floats keyed as in `evaluate_on_device`.
@@ -300,6 +376,13 @@ def evaluate(
     ks = tuple(int(k) for k in ks)
     if item_categories is not None:
         item_categories = jnp.asarray(item_categories, jnp.float32)
+    if mesh is not None:
+        padded = pad_chunks(eval_arrays, mesh.shape["data"])
+        result = _evaluate_sharded_jit(params, graph, padded, item_categories, score_all=backbone.score_all, ks=ks,
+                                       mesh=mesh, encode=backbone.encode)  # fmt: skip
+        if on_chunk is not None:
+            on_chunk(eval_arrays.n_chunks, eval_arrays.n_chunks)
+        return {key: float(value) for key, value in jax.device_get(result).items()}
     reps = _encode(params, graph, encode=backbone.encode)
     totals = _init_totals(ks, eval_arrays.n_items, item_categories is not None)
     for index in range(eval_arrays.n_chunks):

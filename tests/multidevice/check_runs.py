@@ -1,5 +1,7 @@
 """Runs on 8 simulated CPU devices equal the 1-device runs; a checkpoint from 8 devices resumes on 2.
 
+Also: the full-ranking evaluation with its users split over 2 and 8 devices equals 1 device.
+
 Run as a script in a fresh process (the device count is fixed when JAX starts):
 `XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice/check_runs.py DATA_DIR OUT`.
 Prints one JSON line with what it compared; exits non-zero on a mismatch.
@@ -12,8 +14,12 @@ import pathlib
 import sys
 
 import jax
+from jax.sharding import NamedSharding, PartitionSpec
 
-from dvr_jax import loop
+from dvr_jax import loop, sharding
+from dvr_jax.backbones import make_backbone
+from dvr_jax.data import load_dataset
+from dvr_jax.evaluation import evaluate, make_eval_arrays
 from experiments import run
 
 TOLERANCE = 1e-5
@@ -37,9 +43,26 @@ def _close(a: dict, b: dict, what: str) -> None:
                 sys.exit(f"{what}: {split} {key} {a[split][key]} != {b[split][key]}")
 
 
+def check_sharded_evaluation(data_dir: str) -> None:
+    """Evaluation with the users' chunks split over 2 and 8 devices equals the 1-device evaluation."""
+    dataset = load_dataset("ml-100k", data_dir)
+    backbone = make_backbone("mf", dataset.n_users, dataset.n_items, dim=16)
+    params = backbone.init(jax.random.key(0))
+    arrays = make_eval_arrays(dataset, "valid", chunk_size=50)  # 18 chunks: padded to 24 on 8 devices
+    one = evaluate(backbone, params, None, arrays, ks=(10, 20), item_categories=dataset.item_categories)
+    for n in (2, 8):
+        mesh = sharding.make_data_mesh(n)
+        replicated = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+        got = evaluate(backbone, replicated, None, arrays, ks=(10, 20), item_categories=dataset.item_categories,
+                       mesh=mesh)  # fmt: skip
+        if sorted(got) != sorted(one) or max(abs(got[k] - one[k]) for k in one) > 1e-6:
+            sys.exit(f"sharded evaluation on {n} devices differs: {got} vs {one}")
+
+
 def main(data_dir: str, out: str) -> None:
     root = pathlib.Path(out)
     assert jax.local_device_count() == 8, jax.devices()
+    check_sharded_evaluation(data_dir)
     one, eight = root / "bpr-1", root / "bpr-8"
     assert run.main(_args(data_dir, one, "bpr", 1, epochs=1)) == 0
     assert run.main(_args(data_dir, eight, "bpr", 8, epochs=1)) == 0
