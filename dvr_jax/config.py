@@ -216,10 +216,8 @@ class RunConfig:
         defaults, plus the options given here); unknown names raise ConfigError.
         """
         fields = self.to_dict()
-        if changes.get("method", self.method) != self.method:
-            fields = {name: value for name, value in fields.items() if name in FIELDS}
-        if "options" in changes:  # a whole options object replaces the flat ones
-            fields = {name: value for name, value in fields.items() if name in FIELDS}
+        if changes.get("method", self.method) != self.method or "options" in changes:
+            fields = {name: value for name, value in fields.items() if name in FIELDS}  # options start afresh
         return make_config(**{**fields, **changes})
 
     def to_dict(self) -> dict[str, Any]:
