@@ -110,6 +110,11 @@ def train_reduced(base_cfg, dataset, out: pathlib.Path, extra: dict[str, Any]) -
     return train_and_evaluate(cfg, dataset=dataset, report=False)
 
 
+def _recalls(rows: list[dict[str, Any]], scorer: str, share: float, split: str) -> list[float]:
+    """Recall@20 of `split` over the seeds of one (scorer, share); 0 % removed is the shared "none" run."""
+    return [r[f"{split}_recall@20"] for r in rows if r["share"] == share and r["scorer"] in (scorer, "none")]
+
+
 def summary_markdown(rows: list[dict[str, Any]], scorers, shares) -> str:
     """Mean ± std over seeds of test and validation Recall@20 per (scorer, share), in %."""
     lines = ["| scorer | " + " | ".join(f"{100 * s:g}% removed" for s in shares) + " |",
@@ -118,7 +123,7 @@ def summary_markdown(rows: list[dict[str, Any]], scorers, shares) -> str:
         for scorer in scorers:
             cells = []
             for share in shares:
-                got = [r[f"{split}_recall@20"] for r in rows if r["share"] == share and r["scorer"] in (scorer, "none")]
+                got = _recalls(rows, scorer, share, split)
                 cells.append(f"{100 * np.mean(got):.2f} ± {100 * np.std(got):.2f}" if got else "–")
             lines.append(f"| {scorer} ({split} Recall@20) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -136,7 +141,7 @@ def draw(rows: list[dict[str, Any]], scorers, shares, path: pathlib.Path, title:
         for scorer in scorers:
             means, stds = [], []
             for share in shares:
-                got = [r[f"{split}_recall@20"] for r in rows if r["share"] == share and r["scorer"] in (scorer, "none")]
+                got = _recalls(rows, scorer, share, split)
                 means.append(100 * np.mean(got))
                 stds.append(100 * np.std(got))
             ax.errorbar([100 * s for s in shares], means, yerr=stds, marker="o", capsize=3, label=scorer)
