@@ -330,7 +330,7 @@ def _til(variant: str):
 BUILTIN_METHODS = (
     MethodEntry("dvr", _dvr, options=DVROptions, prepare=_dvr_reward_data, defaults=_dvr_defaults, check=_dvr_check,
                 uses_reward=True, leaks=_dvr_leaks),
-    MethodEntry("bpr", _bpr),
+    MethodEntry("bpr", _bpr, table_sharding=True),
     MethodEntry("pop", _pop, trains=False,
                 make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items)),
     MethodEntry("aobpr", _aobpr, options=AOBPROptions, prefix="aobpr"),
