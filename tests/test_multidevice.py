@@ -1,4 +1,5 @@
-"""Every run on several devices: the CLI on 8 simulated CPU devices against 1, and a move from 8 to 2."""
+"""Every run on several devices: the CLI on 8 simulated CPU devices against 1, and a move from 8 to 2; tables
+split over a model axis against 1 device."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ def test_runs_on_8_devices_equal_1_and_resume_on_2(real_data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(report) == {"bpr", "dvr"} and all(0 < v < 1 for v in report.values())
+
+
+@pytest.mark.slow
+def test_tables_split_over_model_equal_1_device(real_data_dir, tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    script = REPO / "tests" / "multidevice" / "check_tables.py"
+    done = subprocess.run([sys.executable, str(script), str(real_data_dir), str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["meshes"] == [[2, 4], [1, 8]] and report["items"] == 1507 and 0 < report["recall@20"] < 1
 
 
 def test_too_many_devices_or_an_indivisible_batch_fail_before_training(real_data_dir, tmp_path, capsys):
