@@ -56,3 +56,20 @@ def test_bench_scaling_reports_each_device_count(real_data_dir):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert [r["devices"] for r in summary["results"]] == [1, 2] and "skipping 16 devices" in done.stderr
     assert all(r["samples_per_s"] > 0 for r in summary["results"])
+
+
+def test_bench_sharded_tables_reports_the_split_memory():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)  # the script asks for 8 simulated devices itself
+    argv = [sys.executable, "benchmarks/bench_sharded_tables.py", "--users", "30000", "--items", "20001", "--dim", "32",
+            "--batch-size", "1024", "--steps", "2"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["mesh"] == {"data": 1, "model": 8} and report["item_rows_per_device"] == 2501  # 20001 padded to 20008
+    assert abs(report["state_ratio"] - 1 / 8) < 1e-3 and report["peak_ratio"] < 0.25
+    sharded, replicated = (
+        report["compiled_bytes_per_device"]["sharded"],
+        report["compiled_bytes_per_device"]["replicated"],
+    )
+    assert sharded["argument"] < replicated["argument"] / 4 and report["finite"] and len(report["losses"]) == 2
