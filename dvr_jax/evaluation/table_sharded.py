@@ -93,8 +93,11 @@ def rank_chunk_sharded(tables: Params, chunk: EvalChunk, k: int, n_items: int) -
     mine = (columns >= 0) & (columns < n_local)
     rows = jnp.where(mine, chunk.exclude_rows, n_users)  # other shards' items: row C, dropped
     scores = scores.at[rows, jnp.clip(columns, 0, n_local - 1)].set(-jnp.inf, mode="drop")
-    real = offset + jnp.arange(n_local, dtype=offset.dtype) < n_items
-    scores = jnp.where(real[None, :], scores, -jnp.inf)
+    n_pad = n_local * jax.lax.axis_size("model") - n_items  # static: the table's pad rows, global [I, I')
+    if n_pad:  # rank them last, written in place like the exclusions (a `where` would copy the score block)
+        pad = n_items - offset + jnp.arange(n_pad, dtype=offset.dtype)
+        pad = jnp.where((pad >= 0) & (pad < n_local), pad, n_local)  # other shards' pad rows: dropped
+        scores = scores.at[:, pad].set(-jnp.inf, mode="drop")
     local_scores, local_items = jax.lax.top_k(scores, min(k, n_local))
     # As in `ranking.rank_chunk`: keep each top_k the sole user of its sort (one barrier per array).
     local_scores = jax.lax.optimization_barrier(local_scores)
