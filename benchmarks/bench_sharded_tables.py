@@ -10,6 +10,10 @@ data-parallel placement, compiled only, never run). XLA's `memory_analysis()` of
 program gives the per-device argument, output, alias and temp sizes; their "peak" is
 argument + output - alias + temp. Then it trains `--steps` BPR steps with the split state
 (created in place, no device ever holds a whole table) and reports the losses and step times.
+Last, the full-ranking evaluation of `--eval-users` users against every item with the trained
+tables split (`dvr_jax.evaluation.table_sharded`: local top-K per model shard, then a merge),
+timed and with its compiled per-device sizes, next to the data-parallel evaluation's (tables
+replicated, `ranking.evaluate_sharded` on 8 data shards; compiled only).
 On a CPU the devices are simulated (`--xla_force_host_platform_device_count`, set here before
 JAX starts when XLA_FLAGS does not set it). One JSON line.
 """
@@ -32,6 +36,10 @@ from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 from benchmarks.common import emit, peak_rss_mb  # noqa: E402
 from dvr_jax import sampler, sharding  # noqa: E402
 from dvr_jax.backbones import make_mf  # noqa: E402
+from dvr_jax.data.dataset import Dataset  # noqa: E402
+from dvr_jax.evaluation.eval_arrays import make_eval_arrays  # noqa: E402
+from dvr_jax.evaluation.ranking import evaluate_sharded, pad_chunks  # noqa: E402
+from dvr_jax.evaluation.table_sharded import evaluate_table_sharded  # noqa: E402
 from dvr_jax.methods import make_bpr_method  # noqa: E402
 from dvr_jax.step import StepData  # noqa: E402
 
@@ -61,6 +69,32 @@ def state_bytes_per_device(state, shardings) -> int:
     return total
 
 
+def measure_evaluation(args: argparse.Namespace, pairs: np.ndarray, backbone, tables, mesh) -> dict:
+    """Seconds and per-device bytes of ranking every item for `args.eval_users` users, tables split or replicated.
+
+    The held-out pair of each evaluated user is the item after its training items.
+    """
+    users = np.arange(args.eval_users)
+    held_out = np.stack([users, (pairs[users * args.pairs_per_user, 1] + args.pairs_per_user) % args.items], 1)
+    ids = np.zeros(0, object)  # no id strings are needed to rank
+    dataset = Dataset("synthetic", args.users, args.items, pairs, held_out, np.zeros((0, 2), np.int64), ids, ids)
+    arrays = pad_chunks(make_eval_arrays(dataset, "valid", chunk_size=args.eval_chunk), mesh.shape["data"])
+    split = jax.jit(lambda t, a: evaluate_table_sharded(t, a, mesh, ks=(20,)))
+    compiled = split.lower(tables, arrays).compile()
+    start = time.perf_counter()
+    recall = float(compiled(tables, arrays)["recall@20"])
+    seconds = time.perf_counter() - start
+    data_mesh = sharding.make_data_mesh(args.devices)
+    replicated = jax.tree.map(
+        lambda t: jax.ShapeDtypeStruct(t.shape, t.dtype, sharding=NamedSharding(data_mesh, PartitionSpec())), tables
+    )
+    data_arrays = pad_chunks(arrays, args.devices)
+    plain = jax.jit(lambda t, a: evaluate_sharded(backbone, t, a, data_mesh, ks=(20,)))
+    figures = {"sharded": memory(compiled), "replicated": memory(plain.lower(replicated, data_arrays).compile())}
+    return {"users": args.eval_users, "chunk": arrays.chunk_size, "seconds": seconds, "recall@20": recall,
+            "compiled_bytes_per_device": figures}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=1_000_000)
@@ -71,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--devices", type=int, default=8)
     p.add_argument("--model-shards", type=int, default=8)
+    p.add_argument("--eval-users", type=int, default=1024, help="users ranked against every item; 0: no evaluation")
+    p.add_argument("--eval-chunk", type=int, default=256, help="users per evaluation chunk")
     args = p.parse_args(argv)
     if jax.local_device_count() < args.devices or args.devices % args.model_shards:
         sys.exit(f"need {args.devices} devices divisible by {args.model_shards} model shards; "
@@ -107,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         state, metrics = compiled(state, key, batches[index % batches.shape[0]], data)
         losses.append(float(metrics["loss"]))  # waits for the step
         seconds.append(time.perf_counter() - start)
+    evaluation = measure_evaluation(args, pairs, backbone, state.params, mesh) if args.eval_users else None
     emit({
         "bench": "sharded_tables", "users": args.users, "items": args.items, "dim": args.dim,
         "mesh": {"data": args.devices // args.model_shards, "model": args.model_shards},
@@ -116,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_ratio": figures["sharded"]["peak"] / figures["replicated"]["peak"],
         "state_ratio": state_bytes["sharded"] / state_bytes["replicated"],
         "losses": losses, "finite": bool(np.all(np.isfinite(losses))), "compile_s": compile_seconds,
-        "step_s": seconds, "peak_rss_mb": peak_rss_mb(),
+        "step_s": seconds, "evaluation": evaluation, "peak_rss_mb": peak_rss_mb(),
     })  # fmt: skip
     return 0
 

@@ -62,7 +62,7 @@ def test_bench_sharded_tables_reports_the_split_memory():
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)  # the script asks for 8 simulated devices itself
     argv = [sys.executable, "benchmarks/bench_sharded_tables.py", "--users", "30000", "--items", "20001", "--dim", "32",
-            "--batch-size", "1024", "--steps", "2"]  # fmt: skip
+            "--batch-size", "1024", "--steps", "2", "--eval-users", "300", "--eval-chunk", "64"]  # fmt: skip
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -73,3 +73,5 @@ def test_bench_sharded_tables_reports_the_split_memory():
         report["compiled_bytes_per_device"]["replicated"],
     )
     assert sharded["argument"] < replicated["argument"] / 4 and report["finite"] and len(report["losses"]) == 2
+    evaluation = report["evaluation"]["compiled_bytes_per_device"]
+    assert evaluation["sharded"]["peak"] < evaluation["replicated"]["peak"] / 4 and report["evaluation"]["users"] == 300
