@@ -335,9 +335,9 @@ BUILTIN_METHODS = (
                 make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items)),
     MethodEntry("aobpr", _aobpr, options=AOBPROptions, prefix="aobpr"),
     MethodEntry("wbpr", _wbpr, options=WBPROptions, prefix="wbpr"),
-    MethodEntry("pris", _pris, options=PRISOptions, prefix="pris"),
-    MethodEntry("tce", _tce, options=TCEOptions, prefix="tce"),
-    MethodEntry("rce", _rce, options=RCEOptions, prefix="rce"),
+    MethodEntry("pris", _pris, options=PRISOptions, prefix="pris", table_sharding=True),
+    MethodEntry("tce", _tce, options=TCEOptions, prefix="tce", table_sharding=True),
+    MethodEntry("rce", _rce, options=RCEOptions, prefix="rce", table_sharding=True),
     MethodEntry("til-ui", _til("ui"), options=TILOptions, prefix="til", prepare=_til_prepare),
     MethodEntry("til-mi", _til("mi"), options=TILOptions, prefix="til", prepare=_til_prepare),
 )  # fmt: skip

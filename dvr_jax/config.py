@@ -142,7 +142,7 @@ class RunConfig:
                                  "them (a data mesh); the batch size must divide by it", min=1,
                                  default_text="all local devices")  # fmt: skip
     model_shards: int = _field("run", 1, "split the embedding tables and their Adam moments by rows over N of the "
-                               "devices (a data x model mesh, --devices / N data shards); BPR with MF only",
+                               "devices (a data x model mesh, --devices / N data shards); MF with bpr, pris, tce, rce",
                                min=1)  # fmt: skip
     out: str | None = _field(
         "run", None, "run directory", default_text="runs/<dataset>-<backbone>-<method>-<reward>-s<seed>"

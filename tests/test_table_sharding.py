@@ -82,9 +82,13 @@ def test_table_sharded_ranking_on_a_one_device_mesh_equals_the_plain_evaluation(
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(method="dvr"), "method dvr does not support embedding tables split over devices (supported: bpr)"),
+        (
+            dict(method="dvr"),
+            "method dvr does not support embedding tables split over devices (supported: bpr, pris, tce, rce)",
+        ),
         (dict(method="bpr", backbone="lightgcn"), "backbone lightgcn does not support embedding tables split"),
         (dict(method="bpr", warm_start="auto"), "a warm start is not supported"),
+        (dict(method="aobpr"), "method aobpr does not support embedding tables split over devices"),
     ],
 )
 def test_unsupported_combinations_are_config_errors(fields, message):

@@ -8,7 +8,7 @@ On LastFM (1,797 users, 1,507 items: both tables padded on 4 and 8 model shards)
     top-K item lists as one device, for the trained tables and for tables full of exact ties;
   * the CLI: `--model-shards 4 --devices 8` equals `--devices 1` (metrics, exported lists),
     and a run interrupted after its first epoch resumes from its sharded checkpoint to the
-    same results.
+    same results; PRIS, TCE and RCE with `--model-shards 4` equal their 1-device runs.
 
 Run as a script in a fresh process (the device count is fixed when JAX starts):
 `XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/multidevice/check_tables.py DATA_DIR OUT`.
@@ -157,6 +157,11 @@ def check_cli(data_dir: str, root: pathlib.Path) -> float:
     loop._train_epoch = real_train_epoch
     assert run.main([*_args(data_dir, resumed, 8, 4), "--resume"]) == 0
     _close(_results(sharded), _results(resumed), "--model-shards 4, resumed")
+    for method in ("pris", "tce", "rce"):  # the other methods that take --model-shards
+        args = [*_args(data_dir, root / f"{method}-one", 1, 1), "--method", method, "--epochs", "1"]
+        assert run.main(args) == 0
+        assert run.main([*_args(data_dir, root / f"{method}-model4", 8, 4), "--method", method, "--epochs", "1"]) == 0
+        _close(_results(root / f"{method}-one"), _results(root / f"{method}-model4"), f"{method}, --model-shards 4")
     return _results(sharded)["test"]["recall@20"]
 
 
