@@ -9,8 +9,9 @@ hosts, after `jax.distributed.initialize()`).
 Sharded tables (`make_mesh`, `table_specs`, `pad_rows`): on a 2-D mesh `data × model` the
 embedding tables [n_rows, D] and their Adam moments are split by rows over "model"
 (`PartitionSpec("model", None)`), everything small stays replicated. A table's row count must
-divide by the model axis: the backbone pads its tables with zero rows at init (`pad_rows`);
-zero rows are never looked up, get zero gradients and stay zero under Adam and L2 decay. The
+divide by the model axis: the backbone pads its tables with zero rows at init (MF's
+`row_multiple`, to `pad_rows` rows); zero rows are never looked up, get zero gradients and stay
+zero under Adam and L2 decay. The
 step is jitted with in/out shardings from the state's spec tree; XLA partitions the row
 gathers (each shard looks up the rows it owns, then an all-reduce) and the scatter of the
 gradient, so no device ever holds a whole table.
@@ -41,8 +42,8 @@ def make_data_mesh(n_devices: int | None = None) -> Mesh:
 def make_mesh(n_data: int, n_model: int) -> Mesh:
     """A 2-D mesh `data × model` over the first `n_data * n_model` devices.
 
-    Devices of one model group (a row of the mesh) are neighbours in `jax.devices()` order,
-    so the all-reduces of the sharded tables stay inside a group.
+    "model" is the minor axis: a model group (one row of the mesh, whose devices hold the
+    shards of one copy of the tables) is M consecutive devices in `jax.make_mesh`'s order.
     """
     return jax.make_mesh((n_data, n_model), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
 
