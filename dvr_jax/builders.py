@@ -330,14 +330,14 @@ def _til(variant: str):
 BUILTIN_METHODS = (
     MethodEntry("dvr", _dvr, options=DVROptions, prepare=_dvr_reward_data, defaults=_dvr_defaults, check=_dvr_check,
                 uses_reward=True, leaks=_dvr_leaks),
-    MethodEntry("bpr", _bpr),
+    MethodEntry("bpr", _bpr, table_sharding=True),
     MethodEntry("pop", _pop, trains=False,
                 make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items)),
     MethodEntry("aobpr", _aobpr, options=AOBPROptions, prefix="aobpr"),
     MethodEntry("wbpr", _wbpr, options=WBPROptions, prefix="wbpr"),
-    MethodEntry("pris", _pris, options=PRISOptions, prefix="pris"),
-    MethodEntry("tce", _tce, options=TCEOptions, prefix="tce"),
-    MethodEntry("rce", _rce, options=RCEOptions, prefix="rce"),
+    MethodEntry("pris", _pris, options=PRISOptions, prefix="pris", table_sharding=True),
+    MethodEntry("tce", _tce, options=TCEOptions, prefix="tce", table_sharding=True),
+    MethodEntry("rce", _rce, options=RCEOptions, prefix="rce", table_sharding=True),
     MethodEntry("til-ui", _til("ui"), options=TILOptions, prefix="til", prepare=_til_prepare),
     MethodEntry("til-mi", _til("mi"), options=TILOptions, prefix="til", prepare=_til_prepare),
 )  # fmt: skip

@@ -141,6 +141,9 @@ class RunConfig:
     devices: int | None = _field("run", None, "local devices the training step runs on: the batch is split over "
                                  "them (a data mesh); the batch size must divide by it", min=1,
                                  default_text="all local devices")  # fmt: skip
+    model_shards: int = _field("run", 1, "split the embedding tables and their Adam moments by rows over N of the "
+                               "devices (a data x model mesh, --devices / N data shards); MF with bpr, pris, tce, rce",
+                               min=1)  # fmt: skip
     out: str | None = _field(
         "run", None, "run directory", default_text="runs/<dataset>-<backbone>-<method>-<reward>-s<seed>"
     )
@@ -197,6 +200,8 @@ class RunConfig:
         match = re.fullmatch(r"[a-z_]+@(\d+)", self.select_metric)
         if not match or int(match.group(1)) not in self.ks:
             raise ConfigError(f"select_metric must be <metric>@K with K in ks {self.ks}, got {self.select_metric!r}")
+        if self.model_shards > 1:
+            self._check_model_shards(entry)
         if entry.check is not None:
             try:
                 entry.check(self)
@@ -204,6 +209,23 @@ class RunConfig:
                 raise
             except ValueError as err:
                 raise ConfigError(str(err)) from err
+
+    def _check_model_shards(self, entry: Any) -> None:
+        """Tables split over devices: only for the methods and backbones that support them."""
+        from dvr_jax import registry  # noqa: PLC0415
+        from dvr_jax.sharding import TABLE_SHARDED_BACKBONES  # noqa: PLC0415
+
+        if not entry.table_sharding:
+            supported = ", ".join(m for m in registry.method_names() if registry.get_method(m).table_sharding)
+            raise ConfigError(f"--model-shards {self.model_shards}: method {self.method} does not support embedding "
+                              f"tables split over devices (supported: {supported})")  # fmt: skip
+        if self.backbone not in TABLE_SHARDED_BACKBONES:
+            known = ", ".join(TABLE_SHARDED_BACKBONES)
+            raise ConfigError(f"--model-shards {self.model_shards}: backbone {self.backbone} does not support "
+                              f"embedding tables split over devices (supported: {known})")  # fmt: skip
+        if self.warm_start != "none":
+            raise ConfigError(f"--model-shards {self.model_shards}: a warm start is not supported with tables split "
+                              "over devices")  # fmt: skip
 
     @property
     def run_name(self) -> str:

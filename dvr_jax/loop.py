@@ -79,7 +79,7 @@ class Components:
     valid: EvalArrays
     warm_start_seconds: float = 0.0  # wall time of a warm start that trained its BPR run here
     select_test: EvalArrays | None = None  # test arrays for a leaky `select_split="test"` run only
-    mesh: Mesh | None = None  # the data mesh of a run on several devices; None: one device
+    mesh: Mesh | None = None  # the mesh of a run on several devices (data, or data x model); None: one device
 
 
 def build(cfg: RunConfig, dataset: Dataset | None = None) -> Components:
@@ -114,7 +114,8 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
     if entry.make_backbone is not None:
         backbone = entry.make_backbone(cfg, dataset)
     else:
-        backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim)
+        padding = {"row_multiple": cfg.model_shards} if cfg.model_shards > 1 else {}  # tables split over "model"
+        backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim, **padding)
     if entry.trains and train_arrays.n_pairs < cfg.batch_size:
         raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
     mesh = data_mesh(cfg) if entry.trains else None
@@ -134,23 +135,36 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
 
 
 def data_mesh(cfg: RunConfig) -> Mesh | None:
-    """The data mesh over `cfg.devices` local devices (default all); None for one device.
+    """The mesh over `cfg.devices` local devices (default all); None for one device.
+
+    With `cfg.model_shards` M > 1 it is the `data × model` mesh (`sharding.make_mesh`) of
+    N / M data shards and M model shards, else the 1-D data mesh of N devices.
 
     Raises:
-      ConfigError: more devices than there are, or a batch size that does not divide by them.
+      ConfigError: more devices than there are, a device count that does not divide by M, or
+        a batch size that does not divide over the data shards.
     """
     available = jax.local_device_count()
     n = cfg.devices or available
     if n > available:
         raise ConfigError(f"--devices {n}: this process has {available} local device(s)")
-    if cfg.batch_size % n:
-        raise ConfigError(f"batch size {cfg.batch_size} does not divide over {n} devices")
+    shards = cfg.model_shards
+    if n % shards:
+        raise ConfigError(f"--model-shards {shards} does not divide the {n} device(s) of the run (--devices)")
+    if cfg.batch_size % (n // shards):
+        where = f"{n} devices" if shards == 1 else f"the {n // shards} data shard(s) of {n} devices"
+        raise ConfigError(f"batch size {cfg.batch_size} does not divide over {where}")
+    if shards > 1:
+        return sharding.make_mesh(n // shards, shards)
     return sharding.make_data_mesh(n) if n > 1 else None
 
 
 def _one_device(tree: Any, mesh: Mesh | None) -> Any:
-    """`tree` on this process's first device (the top-K export runs there; `tree` is replicated on `mesh`)."""
-    return tree if mesh is None else jax.device_put(tree, jax.local_devices()[0])
+    """`tree` on this process's first device (the top-K export runs there; `tree` is replicated on `mesh`),
+    unless its tables are split over the mesh's "model" axis (the export then ranks on the mesh)."""
+    if mesh is None or sharding.model_shards(mesh) > 1:
+        return tree
+    return jax.device_put(tree, jax.local_devices()[0])
 
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
@@ -221,7 +235,7 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset) -> tuple[An
 
 
 def _evaluate(components: Components, params, arrays: EvalArrays, ks, on_chunk=None) -> dict[str, float]:
-    """Full-ranking metrics; on a data mesh the users' chunks are split over its devices."""
+    """Full-ranking metrics; on a mesh the users' chunks are split over its "data" axis (and tables over "model")."""
     return evaluate(
         components.backbone, params, components.data.graph, arrays,
         ks=ks, item_categories=components.dataset.item_categories, on_chunk=on_chunk, mesh=components.mesh,
@@ -382,7 +396,7 @@ def _run(
         rundir.clear(workdir, everything=cfg.overwrite)
         _write_config(cfg, components, workdir)
     method, keys, per_sample = components.method, run_keys(cfg.seed), {}
-    state, logs = method.init(keys[0]), {"metrics": [], "train_log": []}
+    state, logs = _init_state(components, keys[0]), {"metrics": [], "train_log": []}
     if method.step is not None:
         latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
         best = checkpoint.open_manager(workdir / "checkpoints" / "best")
@@ -425,7 +439,8 @@ def _run(
     if cfg.export:
         export.export_splits(components.dataset, workdir / "export")
         users, items, scores = topk_lists(components.backbone, _one_device(params, components.mesh),
-                                          components.data.graph, test_arrays, max(cfg.ks))  # fmt: skip
+                                          components.data.graph, test_arrays, max(cfg.ks),
+                                          mesh=components.mesh)  # fmt: skip
         export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
     return results
 
@@ -433,6 +448,8 @@ def _run(
 def _write_config(cfg: RunConfig, components: Components, workdir: pathlib.Path) -> None:
     """`config.json`: the flat config, what of the run reads test, the device mesh, the dataset's counts."""
     mesh = {"devices": 1 if components.mesh is None else components.mesh.size, "processes": jax.process_count()}
+    if sharding.model_shards(components.mesh) > 1:
+        mesh["model_shards"] = sharding.model_shards(components.mesh)
     saved = {**cfg.to_dict(), "leaky": list(leaky_ingredients(cfg)), "mesh": mesh}
     export.write_json(workdir / "config.json", {**saved, "dataset_summary": components.dataset.summary()})
 
@@ -463,14 +480,25 @@ class FitContext(NamedTuple):
     progress: TrainingProgress
 
 
+def _init_state(components: Components, key: jax.Array) -> Any:
+    """The method's initial state; with tables split over a "model" axis, created in place on the mesh."""
+    if sharding.model_shards(components.mesh) > 1:
+        return sharding.init_sharded(components.method.init, key, components.mesh)
+    return components.method.init(key)
+
+
 def _place(components: Components, state: Any) -> tuple[Any, Any, Components]:
-    """(jitted step, state, components) on the run's devices: one, or the data mesh (`dvr_jax.sharding`:
-    the batch split over it, the state and the step data replicated)."""
-    if components.mesh is None:
+    """(jitted step, state, components) on the run's devices: one, or the mesh (`dvr_jax.sharding`:
+    the batch split over "data", the tables and their Adam moments over "model" if there is one,
+    the rest of the state and the step data replicated)."""
+    mesh = components.mesh
+    if mesh is None:
         return jax.jit(components.method.step, donate_argnums=(0,)), state, components
-    replicated = NamedSharding(components.mesh, PartitionSpec())
+    replicated = NamedSharding(mesh, PartitionSpec())
     placed = dataclasses.replace(components, data=jax.device_put(components.data, replicated))
-    return sharding.shard_step(components.method.step, components.mesh), jax.device_put(state, replicated), placed
+    state_sharding = sharding.table_shardings(mesh, state) if sharding.model_shards(mesh) > 1 else replicated
+    step = sharding.shard_step(components.method.step, mesh, state_sharding=state_sharding)
+    return step, jax.device_put(state, state_sharding), placed
 
 
 def _validate(fit: FitContext, params: Any, record: dict[str, Any]) -> float:

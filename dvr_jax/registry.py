@@ -75,6 +75,9 @@ class MethodEntry:
       prefix: the options' flat-name prefix (`tce` makes `drop_rate` the flag `--tce-drop-rate`
         and the `config.json` key `tce_drop_rate`); "" keeps the bare field names (DVR's).
         Entries sharing an options class (TIL-UI and TIL-MI) share its flags.
+      table_sharding: the method trains and evaluates with its backbone's embedding tables split
+        by rows over a "model" mesh axis (`--model-shards`, `dvr_jax.sharding`); False: the
+        flag is refused for this method.
       leaks: `leaks(cfg) -> tuple[str, ...]`: what of this run reads the test split (DVR's
         `--reward-split test`: "reward on test users"); non-empty makes the run test-leaky
         (`config.leaky_ingredients`) and hands the test pairs to `prepare`/`build` as
@@ -92,6 +95,7 @@ class MethodEntry:
     options: type | None = None
     prefix: str = ""
     leaks: Callable[[Any], tuple[str, ...]] | None = None
+    table_sharding: bool = False
 
 
 def _load_builtins() -> None:

@@ -1,4 +1,5 @@
-"""Every run on several devices: the CLI on 8 simulated CPU devices against 1, and a move from 8 to 2."""
+"""Every run on several devices: the CLI on 8 simulated CPU devices against 1, and a move from 8 to 2; tables
+split over a model axis against 1 device."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ def test_runs_on_8_devices_equal_1_and_resume_on_2(real_data_dir, tmp_path):
     assert set(report) == {"bpr", "dvr"} and all(0 < v < 1 for v in report.values())
 
 
+@pytest.mark.slow
+def test_tables_split_over_model_equal_1_device(real_data_dir, tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    script = REPO / "tests" / "multidevice" / "check_tables.py"
+    done = subprocess.run([sys.executable, str(script), str(real_data_dir), str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["meshes"] == [[2, 4], [1, 8]] and report["items"] == 1507 and 0 < report["recall@20"] < 1
+
+
 def test_too_many_devices_or_an_indivisible_batch_fail_before_training(real_data_dir, tmp_path, capsys):
     from experiments import run
 
@@ -44,3 +56,22 @@ def test_bench_scaling_reports_each_device_count(real_data_dir):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert [r["devices"] for r in summary["results"]] == [1, 2] and "skipping 16 devices" in done.stderr
     assert all(r["samples_per_s"] > 0 for r in summary["results"])
+
+
+def test_bench_sharded_tables_reports_the_split_memory():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)  # the script asks for 8 simulated devices itself
+    argv = [sys.executable, "benchmarks/bench_sharded_tables.py", "--users", "30000", "--items", "20001", "--dim", "32",
+            "--batch-size", "1024", "--steps", "2", "--eval-users", "300", "--eval-chunk", "64"]  # fmt: skip
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["mesh"] == {"data": 1, "model": 8} and report["item_rows_per_device"] == 2501  # 20001 padded to 20008
+    assert abs(report["state_ratio"] - 1 / 8) < 1e-3 and report["peak_ratio"] < 0.25
+    sharded, replicated = (
+        report["compiled_bytes_per_device"]["sharded"],
+        report["compiled_bytes_per_device"]["replicated"],
+    )
+    assert sharded["argument"] < replicated["argument"] / 4 and report["finite"] and len(report["losses"]) == 2
+    evaluation = report["evaluation"]["compiled_bytes_per_device"]
+    assert evaluation["sharded"]["peak"] < evaluation["replicated"]["peak"] / 4 and report["evaluation"]["users"] == 300

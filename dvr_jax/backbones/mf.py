@@ -22,6 +22,7 @@ def make_mf(
     dim: int = 64,
     init_std: float | None = None,
     weight_decay: float = 1e-3,
+    row_multiple: int = 1,
 ) -> Backbone:
     """Builds the BPRMF backbone.
 
@@ -31,18 +32,26 @@ def make_mf(
       dim: D, embedding dimension.
       init_std: std of the normal init; default 1/D as in the authors' code.
       weight_decay: coupled L2 weight decay (added to the gradient before Adam).
+      row_multiple: pad both tables with zero rows to a multiple of this (tables split over
+        that many model shards, `dvr_jax.sharding`). The real rows are the unpadded init's;
+        pad rows are never looked up (samplers draw real items), so they stay zero, and
+        `score_all` ranks only the I real items.
 
     Returns:
-      A `Backbone` whose params are `{"user": f32[U, D], "item": f32[I, D]}`.
+      A `Backbone` whose params are `{"user": f32[U', D], "item": f32[I', D]}`, U' and I' the
+      counts rounded up to `row_multiple` (U and I by default).
     """
     std = 1.0 / dim if init_std is None else init_std
+    if row_multiple < 1:
+        raise ValueError(f"row_multiple must be >= 1, got {row_multiple}")
+
+    def table(key: PRNGKey, n_rows: int) -> Array:
+        rows = std * jax.random.normal(key, (n_rows, dim), jnp.float32)
+        return jnp.pad(rows, ((0, -n_rows % row_multiple), (0, 0)))
 
     def init(key: PRNGKey) -> Params:
         k_user, k_item = jax.random.split(key)
-        return {
-            "user": std * jax.random.normal(k_user, (n_users, dim), jnp.float32),
-            "item": std * jax.random.normal(k_item, (n_items, dim), jnp.float32),
-        }
+        return {"user": table(k_user, n_users), "item": table(k_item, n_items)}
 
     def build_graph(train_pairs: np.ndarray) -> None:
         del train_pairs
@@ -51,6 +60,10 @@ def make_mf(
     def encode(params: Params, graph: None, key: PRNGKey | None = None) -> Params:
         del graph, key
         return params
+
+    def real_items_score_all(reps: Params, users: Array) -> Array:
+        """Inner-product scores of the I real items of a padded item table; f32[C, I]."""
+        return reps["user"][users] @ reps["item"][:n_items].T
 
     def regularizer(params, reps, users, pos, neg) -> Array:
         del params, reps, users, pos, neg
@@ -62,7 +75,7 @@ def make_mf(
         build_graph=build_graph,
         encode=encode,
         score_pairs=dot_score_pairs,
-        score_all=dot_score_all,
+        score_all=dot_score_all if n_items % row_multiple == 0 else real_items_score_all,
         pair_features=ego_pair_features,
         regularizer=regularizer,
         weight_decay=weight_decay,

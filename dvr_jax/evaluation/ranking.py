@@ -129,6 +129,30 @@ def _category_metrics(
     return out
 
 
+def chunk_metrics(
+    chunk: EvalChunk, top_items: Array, *, ks: Sequence[int] = (10, 20), item_categories: Array | None = None
+) -> dict[str, Array]:
+    """Per-user metrics of a ranked chunk for every (metric, K), from its top-K_max list.
+
+    Args:
+      chunk: the chunk (see `chunk_at`).
+      top_items: int32[C, max(ks)] the chunk's ranked lists (`rank_chunk`).
+      ks: cut-offs K.
+      item_categories: optional float32[I, n_cat] multi-hot categories; adds cc,
+        cc_global and ild.
+
+    Returns:
+      "recall@K", "recall_norm@K", "ndcg@K", "precision@K", "hit@K" (and the category
+      metrics) to float32[C], zero on pad rows.
+    """
+    hits = heldout_hits(chunk, top_items)
+    per_user = {f"{name}@{k}": fn(hits[:, :k], chunk.n_pos) for k in ks for name, fn in metrics.HIT_METRICS.items()}
+    if item_categories is not None:
+        per_user.update(_category_metrics(chunk, top_items, ks, item_categories))
+    weight = chunk.user_mask.astype(jnp.float32)
+    return {key: value * weight for key, value in per_user.items()}
+
+
 def evaluate_chunk(
     score_all: ScoreAll,
     reps: Reps,
@@ -148,17 +172,24 @@ def evaluate_chunk(
         cc_global and ild.
 
     Returns:
-      (per_user, top_items): per_user maps "recall@K", "recall_norm@K", "ndcg@K",
-      "precision@K", "hit@K" (and the category metrics) to float32[C], zero on pad rows;
-      top_items is int32[C, max(ks)].
+      (per_user, top_items): per_user as in `chunk_metrics`; top_items is int32[C, max(ks)].
     """
     top_items, _ = rank_chunk(score_all, reps, chunk, max(ks))
-    hits = heldout_hits(chunk, top_items)
-    per_user = {f"{name}@{k}": fn(hits[:, :k], chunk.n_pos) for k in ks for name, fn in metrics.HIT_METRICS.items()}
-    if item_categories is not None:
-        per_user.update(_category_metrics(chunk, top_items, ks, item_categories))
+    return chunk_metrics(chunk, top_items, ks=ks, item_categories=item_categories), top_items
+
+
+def add_ranked_chunk(
+    totals: Totals, chunk: EvalChunk, top_items: Array, ks: tuple[int, ...], item_categories: Array | None
+) -> Totals:
+    """Adds a ranked chunk's per-user metric sums and top-K exposure counts to the totals."""
+    per_user = chunk_metrics(chunk, top_items, ks=ks, item_categories=item_categories)
+    sums = {key: totals["sums"][key] + jnp.sum(val) for key, val in per_user.items()}
     weight = chunk.user_mask.astype(jnp.float32)
-    return {key: value * weight for key, value in per_user.items()}, top_items
+    exposure = {}
+    for k in ks:
+        ones = jnp.broadcast_to(weight[:, None], (weight.shape[0], k))
+        exposure[str(k)] = totals["exposure"][str(k)].at[top_items[:, :k]].add(ones)
+    return {"sums": sums, "exposure": exposure}
 
 
 def _accumulate(
@@ -169,15 +200,9 @@ def _accumulate(
     chunk: EvalChunk,
     item_categories: Array | None,
 ) -> Totals:
-    """Adds a chunk's per-user metric sums and top-K exposure counts to the totals."""
-    per_user, top_items = evaluate_chunk(score_all, reps, chunk, ks=ks, item_categories=item_categories)
-    sums = {key: totals["sums"][key] + jnp.sum(val) for key, val in per_user.items()}
-    weight = chunk.user_mask.astype(jnp.float32)
-    exposure = {}
-    for k in ks:
-        ones = jnp.broadcast_to(weight[:, None], (weight.shape[0], k))
-        exposure[str(k)] = totals["exposure"][str(k)].at[top_items[:, :k]].add(ones)
-    return {"sums": sums, "exposure": exposure}
+    """Ranks a chunk and adds its per-user metric sums and top-K exposure counts to the totals."""
+    top_items, _ = rank_chunk(score_all, reps, chunk, max(ks))
+    return add_ranked_chunk(totals, chunk, top_items, ks, item_categories)
 
 
 def _init_totals(ks: tuple[int, ...], n_items: int, with_categories: bool) -> Totals:
@@ -270,8 +295,15 @@ def evaluate_sharded(
     `evaluate_on_device` up to float summation order. Traceable, for use inside a jitted step
     that runs on `mesh` (DVR's reward) or on its own. `eval_arrays.n_chunks` must divide by the
     mesh size (`pad_chunks`); `reps` and `item_categories` are replicated.
+
+    On a mesh with a "model" axis of more than one device, `reps` are MF's tables split by rows
+    over it and the items are ranked by `table_sharded.evaluate_table_sharded` (same result).
     """
     ks = tuple(int(k) for k in ks)
+    if dict(mesh.shape).get("model", 1) > 1:
+        from dvr_jax.evaluation import table_sharded  # noqa: PLC0415  (it builds on this module)
+
+        return table_sharded.evaluate_table_sharded(reps, eval_arrays, mesh, ks=ks, item_categories=item_categories)
     n_devices = mesh.shape["data"]
     if eval_arrays.n_chunks % n_devices:
         raise ValueError(f"{eval_arrays.n_chunks} chunks do not divide over {n_devices} devices (pad_chunks)")
@@ -368,7 +400,8 @@ def evaluate(
       on_chunk: optional host callback `(chunks done, chunks in all)`, after each chunk.
       mesh: a data mesh: the users' chunks are split over its devices in one jitted call
         (`evaluate_sharded`; `on_chunk` is then called once, at the end); `params` and `graph`
-        should be replicated on it.
+        should be replicated on it, or, on a `data × model` mesh, MF's tables split by rows
+        over "model" (`dvr_jax.sharding.table_shardings`).
 
     Returns:
       Dict of Python floats keyed as in `evaluate_on_device`.
@@ -398,7 +431,13 @@ def evaluate(
 
 
 def topk_lists(
-    backbone: Backbone, params: Params, graph: Graph, eval_arrays: EvalArrays, k: int
+    backbone: Backbone,
+    params: Params,
+    graph: Graph,
+    eval_arrays: EvalArrays,
+    k: int,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-K recommendation lists of every evaluated user, for export.
 
@@ -408,18 +447,28 @@ def topk_lists(
       graph: its graph (None for MF).
       eval_arrays: from `make_eval_arrays` (its exclusion sets are applied).
       k: K.
+      mesh: a `data × model` mesh over which MF's tables are split by rows: the lists are
+        ranked there (`table_sharded.topk_table_sharded`), never gathering a table. None (or
+        a mesh without a "model" axis): chunk by chunk on the device of `params`.
 
     Returns:
       (users int32[n], items int32[n, K], scores float32[n, K]) sorted by user id, lists
       by descending score.
     """
     reps = _encode(params, graph, encode=backbone.encode)
-    outputs = [
-        _topk_step(reps, eval_arrays, np.int32(i), score_all=backbone.score_all, k=k)
-        for i in range(eval_arrays.n_chunks)
-    ]
-    items = np.concatenate([np.asarray(item_chunk) for item_chunk, _ in outputs])
-    scores = np.concatenate([np.asarray(score_chunk) for _, score_chunk in outputs])
+    if mesh is not None and dict(mesh.shape).get("model", 1) > 1:
+        from dvr_jax.evaluation import table_sharded  # noqa: PLC0415  (it builds on this module)
+
+        eval_arrays = pad_chunks(eval_arrays, mesh.shape["data"])
+        items, scores = jax.device_get(table_sharded.topk_table_sharded(reps, eval_arrays, k=k, mesh=mesh))
+        items, scores = items.reshape(-1, k), scores.reshape(-1, k)
+    else:
+        outputs = [
+            _topk_step(reps, eval_arrays, np.int32(i), score_all=backbone.score_all, k=k)
+            for i in range(eval_arrays.n_chunks)
+        ]
+        items = np.concatenate([np.asarray(item_chunk) for item_chunk, _ in outputs])
+        scores = np.concatenate([np.asarray(score_chunk) for _, score_chunk in outputs])
     users = np.asarray(eval_arrays.users).reshape(-1)
     mask = np.asarray(eval_arrays.user_mask).reshape(-1)
     order = np.argsort(users[mask], kind="stable")
@@ -429,12 +478,16 @@ def topk_lists(
 __all__ = [
     "EvalArrays",
     "EvalChunk",
+    "add_ranked_chunk",
     "chunk_at",
+    "chunk_metrics",
     "evaluate",
     "evaluate_chunk",
     "evaluate_on_device",
+    "evaluate_sharded",
     "heldout_hits",
     "make_eval_arrays",
+    "pad_chunks",
     "rank_chunk",
     "stacked_chunks",
     "topk_lists",
