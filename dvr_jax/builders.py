@@ -17,7 +17,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from dvr_jax import baselines, rewards
+from dvr_jax import baselines, rewards, sharding
 from dvr_jax.backbones import propagation
 from dvr_jax.config import ConfigError, RunConfig, option
 from dvr_jax.dvr import DVRConfig, check_config
@@ -245,7 +245,7 @@ def _dvr(ctx: BuildContext) -> Built:
         rewards.make_reward_fn(ctx.backbone, cfg.reward, k=cfg.options.reward_k, mesh=ctx.mesh),
         _dvr_config(cfg), batch_size=cfg.batch_size, n_pairs=ctx.train.n_pairs, learning_rate=cfg.learning_rate,
         init_params=ctx.init_params, valuator_learning_rate=cfg.options.valuator_learning_rate,
-        valuator_weight_decay=cfg.options.valuator_weight_decay,
+        valuator_weight_decay=cfg.options.valuator_weight_decay, constrain=sharding.table_constraint(ctx.mesh),
     )  # fmt: skip
     return Built(method, ctx.backbone, ctx.prepared)
 
@@ -329,7 +329,7 @@ def _til(variant: str):
 
 BUILTIN_METHODS = (
     MethodEntry("dvr", _dvr, options=DVROptions, prepare=_dvr_reward_data, defaults=_dvr_defaults, check=_dvr_check,
-                uses_reward=True, leaks=_dvr_leaks),
+                uses_reward=True, leaks=_dvr_leaks, table_sharding=True),
     MethodEntry("bpr", _bpr, table_sharding=True),
     MethodEntry("pop", _pop, trains=False,
                 make_backbone=lambda cfg, dataset: baselines.make_popularity(dataset.n_users, dataset.n_items)),

@@ -321,6 +321,7 @@ def make_dvr_weighter(
     n_pairs: int | None = None,
     valuator_learning_rate: float = 1e-3,
     valuator_weight_decay: float = 1e-3,
+    constrain: Callable[[Params], Params] | None = None,
 ) -> Weighter:
     """DVR as a `dvr_jax.step.Weighter`: valuator-drawn masks as weight rows, REINFORCE update.
 
@@ -329,6 +330,9 @@ def make_dvr_weighter(
     takes one hypothetical Adam step per row through the backbone's one VJP; `update` rewards
     those models and trains the valuator (docs/algorithm.md §4-7). `batch_size` and `n_pairs`
     size the state made by `init` (the valuator's init batch and the per-pair running values).
+    `constrain` is applied to the backbone-params-shaped gradient the step computes besides
+    its own update (the influence direction): `dvr_jax.sharding.table_constraint` keeps it
+    split like tables split over a "model" axis; None leaves it to the partitioner.
     """
     cfg = DVRConfig() if cfg is None else cfg
     check_config(cfg)
@@ -397,6 +401,7 @@ def make_dvr_weighter(
                 lambda p: ctx.forward.losses(p)[0],
                 lambda p: influence.validation_loss(backbone, p, data.graph, r.users, r.pos_items, r.neg_items),
                 params,
+                constrain,
             )
         else:
             infl = jnp.zeros_like(per_sample)

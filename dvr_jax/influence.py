@@ -40,7 +40,10 @@ def validation_loss(
 
 
 def batch_influence(
-    per_sample_losses: Callable[[Params], Array], val_loss: Callable[[Params], Array], params: Params
+    per_sample_losses: Callable[[Params], Array],
+    val_loss: Callable[[Params], Array],
+    params: Params,
+    constrain: Callable[[Params], Params] | None = None,
 ) -> Array:
     """infl_b = <grad l_b, grad L_val> for every sample of the batch, by one JVP; f[B].
 
@@ -48,11 +51,16 @@ def batch_influence(
       per_sample_losses: `params -> f[B]` per-sample losses of the batch.
       val_loss: `params -> f[]` validation loss.
       params: backbone parameters Theta_t.
+      constrain: applied to the direction grad L_val (params-shaped) inside a jitted step:
+        with tables split over devices, `dvr_jax.sharding.table_constraint` keeps it split
+        like the tables (else the partitioner may replicate this dense gradient). None: as is.
 
     Returns:
       f[B] influences (positive: a step on the sample lowers the validation loss).
     """
     direction = jax.grad(val_loss)(params)
+    if constrain is not None:
+        direction = constrain(direction)
     losses_b, pullback = jax.vjp(per_sample_losses, params)
     # J g by reverse mode only: v -> J^T v is linear, and its own VJP applied to g is J g
     # (forward mode is not available through the custom-VJP graph propagation).

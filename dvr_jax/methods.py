@@ -39,14 +39,18 @@ def make_dvr_method(
     valuator_learning_rate: float = 1e-3,
     valuator_weight_decay: float = 1e-3,
     init_params: Params | None = None,
+    constrain: Callable[[Params], Params] | None = None,
 ) -> Method:
     """DVR: valuator-selected BPR updates with a REINFORCE-trained valuator (`dvr_jax.dvr`).
 
-    `n_pairs` sizes the per-pair running values; `batch_size` the valuator's init batch.
+    `n_pairs` sizes the per-pair running values; `batch_size` the valuator's init batch;
+    `constrain` keeps the step's extra params-shaped gradient split like the tables
+    (`dvr_jax.sharding.table_constraint`, for tables split over a "model" axis).
     """
     weighter = dvr.make_dvr_weighter(
         backbone, valuator, reward_fn, config, batch_size=batch_size, n_pairs=n_pairs,
         valuator_learning_rate=valuator_learning_rate, valuator_weight_decay=valuator_weight_decay,
+        constrain=constrain,
     )  # fmt: skip
     return step.make_method("dvr", backbone, step.uniform_sampler(), weighter, learning_rate=learning_rate,
                             reduction=config.reduction, init_params=init_params, streams=dvr.DVR_STREAMS,

@@ -96,6 +96,19 @@ def table_shardings(mesh: Mesh, tree: Any, *, tables: Sequence[str] = TABLES, mi
     )
 
 
+def table_constraint(mesh: Mesh | None, **kwargs: Any) -> Callable[[Any], Any]:
+    """`constrain(tree) -> tree`: inside a jitted step, keeps a params-shaped tree's tables split over "model".
+
+    For intermediates the partitioner would otherwise replicate, such as a gradient that is
+    not one of the step's outputs (DVR's influence direction, a dense [n_rows, D] scatter of a
+    few looked-up rows): `jax.lax.with_sharding_constraint` with `table_shardings`. The identity
+    without a mesh or on a mesh whose "model" axis has one device.
+    """
+    if model_shards(mesh) == 1:
+        return lambda tree: tree
+    return lambda tree: jax.lax.with_sharding_constraint(tree, table_shardings(mesh, tree, **kwargs))
+
+
 def init_sharded(init: Callable[[jax.Array], Any], key: jax.Array, mesh: Mesh, **kwargs: Any) -> Any:
     """`init(key)` computed straight into its table shardings: no device ever holds a whole table.
 

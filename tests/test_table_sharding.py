@@ -83,9 +83,10 @@ def test_table_sharded_ranking_on_a_one_device_mesh_equals_the_plain_evaluation(
     "fields, message",
     [
         (
-            dict(method="dvr"),
-            "method dvr does not support embedding tables split over devices (supported: bpr, pris, tce, rce)",
+            dict(method="wbpr"),
+            "method wbpr does not support embedding tables split over devices (supported: dvr, bpr, pris, tce, rce)",
         ),
+        (dict(method="dvr", backbone="neumf", warm_start="none"), "backbone neumf does not support embedding tables"),
         (dict(method="bpr", backbone="lightgcn"), "backbone lightgcn does not support embedding tables split"),
         (dict(method="bpr", warm_start="auto"), "a warm start is not supported"),
         (dict(method="aobpr"), "method aobpr does not support embedding tables split over devices"),
@@ -101,3 +102,28 @@ def test_more_model_shards_than_devices_is_a_config_error():
     with pytest.raises(ConfigError, match="--model-shards 2 does not divide the 1 device"):
         loop.data_mesh(cfg)
     assert loop.data_mesh(make_config(method="bpr", model_shards=1)) is None
+
+
+def test_dvr_state_splits_the_backbone_tables_and_their_adam_moments_only(rng):
+    from dvr_jax import dvr, rewards
+    from dvr_jax.methods import make_dvr_method
+    from dvr_jax.valuator import make_valuator
+
+    dataset = tiny_dataset(rng, n_users=30, n_items=37)
+    arrays = sampler.make_train_arrays(dataset.train, 30, 37)
+    backbone = make_mf(30, 37, dim=8, row_multiple=4)
+    method = make_dvr_method(backbone, make_valuator("sample", h_dim=4, encoder_hidden=(8,)),
+                             rewards.make_reward_fn(backbone, "recall"), dvr.DVRConfig(), batch_size=16,
+                             n_pairs=arrays.n_pairs)  # fmt: skip
+    specs = sharding.table_specs(jax.eval_shape(method.init, jax.random.key(0)), 4)
+    adam = specs.backbone.opt_state[1][0]
+    assert specs.backbone.params == adam.mu == adam.nu == {"user": P("model", None), "item": P("model", None)}
+    rest = (specs.valuator, specs.adapter, specs.pairs, specs.backbone.step, adam.count)
+    assert all(spec == P() for spec in jax.tree.leaves(rest, is_leaf=lambda x: isinstance(x, P)))
+
+
+def test_table_constraint_is_the_identity_without_a_model_axis():
+    tree = {"user": jnp.ones((4, 2)), "item": jnp.ones((6, 2))}
+    for mesh in (None, sharding.make_mesh(1, 1)):
+        assert jax.jit(sharding.table_constraint(mesh))(tree)["item"].shape == (6, 2)
+    assert sharding.table_constraint(None)(tree) is tree
