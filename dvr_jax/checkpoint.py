@@ -60,11 +60,14 @@ def save_backbone(manager: ocp.CheckpointManager, step: int, params: Any, meta: 
     save(manager, step, params, {**meta, "content": BACKBONE_ONLY})
 
 
-def restore_backbone(manager: ocp.CheckpointManager, like: Any, backbone_params: Callable[[Any], Any]) -> Any:
+def restore_backbone(
+    manager: ocp.CheckpointManager, like: Any, backbone_params: Callable[[Any], Any], *, strict: bool = True
+) -> Any:
     """The backbone params of the latest checkpoint in `manager`.
 
     Reads checkpoints written by `save_backbone` and, for runs written before it, ones that
     hold the method's whole state (`like` is that state; `backbone_params` extracts them).
+    `strict=False`: see `restore`.
     """
     step = manager.latest_step()
     if step is None:
@@ -74,17 +77,41 @@ def restore_backbone(manager: ocp.CheckpointManager, like: Any, backbone_params:
     except Exception as err:  # orbax raises many types for damaged files
         raise CheckpointError(f"checkpoint {manager.directory}/{step} is unreadable: {type(err).__name__}") from err
     if dict(meta).get("content") == BACKBONE_ONLY:
-        return restore(manager, backbone_params(like), step)[0]
-    return backbone_params(restore(manager, like, step)[0])
+        return restore(manager, backbone_params(like), step, strict=strict)[0]
+    return backbone_params(restore(manager, like, step, strict=strict)[0])
 
 
-def restore(manager: ocp.CheckpointManager, like: Any, step: int | None = None) -> tuple[Any, dict[str, Any], int]:
+def saved_shapes(manager: ocp.CheckpointManager, step: int | None = None) -> Any:
+    """The shapes of the arrays of the latest (or given) checkpoint's state, as saved (a pytree of tuples).
+
+    Raises:
+      CheckpointError: no checkpoint, or one whose metadata cannot be read.
+    """
+    step = manager.latest_step() if step is None else step
+    if step is None:
+        raise CheckpointError(f"no checkpoint found in {manager.directory}")
+    path = pathlib.Path(manager.directory) / str(step) / "state"
+    try:
+        tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+    except Exception as err:  # orbax raises many types for damaged files
+        raise CheckpointError(f"checkpoint {manager.directory}/{step} is unreadable: {type(err).__name__}") from err
+    return jax.tree.map(lambda leaf: tuple(leaf.shape), tree, is_leaf=lambda leaf: hasattr(leaf, "shape"))
+
+
+def restore(
+    manager: ocp.CheckpointManager, like: Any, step: int | None = None, *, strict: bool = True
+) -> tuple[Any, dict[str, Any], int]:
     """Restores the latest (or given) checkpoint into the structure of `like`.
 
     Args:
       manager: the manager.
-      like: a state pytree with the expected structure, shapes and dtypes.
+      like: a state pytree with the expected structure, shapes and dtypes (arrays or
+        `jax.ShapeDtypeStruct`s); their shardings are the restored arrays' (a table split over
+        devices is read into its shards).
       step: checkpoint step; None for the latest.
+      strict: False: an array saved with another shape is cut or padded with zeros at its
+        end to `like`'s (a table padded to another multiple of rows, `dvr_jax.sharding`);
+        the caller checks that only pad rows change.
 
     Returns:
       (state, meta, step).
@@ -99,7 +126,9 @@ def restore(manager: ocp.CheckpointManager, like: Any, step: int | None = None) 
     try:
         restored = manager.restore(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract, strict=strict), meta=ocp.args.JsonRestore()
+            ),
         )
     except Exception as err:  # orbax raises many types for damaged files
         raise CheckpointError(

@@ -223,9 +223,6 @@ class RunConfig:
             known = ", ".join(TABLE_SHARDED_BACKBONES)
             raise ConfigError(f"--model-shards {self.model_shards}: backbone {self.backbone} does not support "
                               f"embedding tables split over devices (supported: {known})")  # fmt: skip
-        if self.warm_start != "none":
-            raise ConfigError(f"--model-shards {self.model_shards}: a warm start is not supported with tables split "
-                              "over devices")  # fmt: skip
 
     @property
     def run_name(self) -> str:

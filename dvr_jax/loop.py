@@ -125,7 +125,7 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
     ctx = ctx._replace(prepared=None if entry.prepare is None else entry.prepare(ctx))  # data checks first
     warm_seconds = 0.0
     if entry.trains:
-        init_params, warm_seconds = warm_start(cfg, backbone, full_dataset)  # may train and write
+        init_params, warm_seconds = warm_start(cfg, backbone, full_dataset, mesh)  # may train and write
         ctx = ctx._replace(init_params=init_params)
     built = entry.build(ctx)
     data = StepData(train_arrays, ctx.graph, built.aux)
@@ -204,7 +204,7 @@ def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Pa
     return root / "pretrained" / f"{rundir.dataset_label(cfg.dataset)}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
-def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset) -> tuple[Any, float]:
+def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset, mesh: Mesh | None = None) -> tuple[Any, float]:
     """The warm-start stage: (backbone params of a validation-selected BPR checkpoint or None,
     seconds spent training that BPR run here, 0 when it was reused or there is none).
 
@@ -212,6 +212,8 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset) -> tuple[An
     line on stderr before and after, not the run's own report); errors of that run say
     that they come from the warm start. The BPR run trains on `dataset` itself, so a
     dataset passed in by the caller (one with planted pairs, say) is the one it sees.
+    The params are read in `backbone`'s layout (`pretrained_params`): with tables split over
+    the `mesh`'s "model" axis, into their shards.
     """
     if cfg.warm_start == "none":
         return None, 0.0
@@ -229,9 +231,47 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset) -> tuple[An
               f"{results['valid'][cfg.select_metric]:.4f} ({seconds:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
     if not (source / "checkpoints" / "best").is_dir():
         raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
-    like = make_bpr_method(backbone).init(jax.random.key(0))
+    return pretrained_params(source, backbone, dataset, mesh), seconds
+
+
+def pretrained_params(source: pathlib.Path, backbone: Backbone, dataset: Dataset, mesh: Mesh | None = None) -> Any:
+    """The backbone params of the BPR run in `source` (its `checkpoints/best`), in `backbone`'s layout.
+
+    MF tables are read with `backbone`'s row count: a checkpoint of tables padded for another
+    number of model shards (its `config.json` names them; none: unpadded) loses or gains zero
+    rows at the end, so a run with `--model-shards M` starts from a BPR run trained with any
+    M (or none), and the other way round. On a mesh with a "model" axis the tables are read
+    straight into their shards (`sharding.table_shardings`); no device holds a whole table.
+
+    Raises:
+      CheckpointError: no checkpoint, or MF tables that are not this dataset's (other real
+        row counts or another width).
+    """
     best = checkpoint.open_manager(source / "checkpoints" / "best")
-    return checkpoint.restore_backbone(best, like, lambda state: state.params), seconds
+    like = jax.eval_shape(make_bpr_method(backbone).init, jax.random.key(0))
+    if sharding.model_shards(mesh) > 1:
+        shardings = sharding.table_shardings(mesh, like)
+        like = jax.tree.map(lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s), like, shardings)
+    saved = checkpoint.saved_shapes(best)
+    padded = backbone.name == "mf" and isinstance(saved, dict) and set(saved) == set(sharding.TABLES)
+    if padded:  # MF params saved by `save_backbone`: only pad rows may differ
+        shards = _model_shards_of(source)
+        for name, n_rows in (("user", dataset.n_users), ("item", dataset.n_items)):
+            (rows, width), dim = saved[name], like.params[name].shape[1]
+            if rows != sharding.pad_rows(n_rows, shards) or width != dim:
+                padding = f" padded for its {shards} model shards" if shards > 1 else ""
+                raise checkpoint.CheckpointError(f"--warm-start: the {name} table in {best.directory} is {rows} x "
+                                                 f"{width}, not this dataset's {n_rows} x {dim}{padding}")  # fmt: skip
+    return checkpoint.restore_backbone(best, like, lambda state: state.params, strict=not padded)
+
+
+def _model_shards_of(run: pathlib.Path) -> int:
+    """The `--model-shards` a run directory's `config.json` records (1 when it names none or is missing)."""
+    try:
+        saved = json.loads((run / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return 1
+    return int(saved.get("mesh", {}).get("model_shards", 1))
 
 
 def _evaluate(components: Components, params, arrays: EvalArrays, ks, on_chunk=None) -> dict[str, float]:

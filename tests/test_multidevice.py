@@ -33,6 +33,7 @@ def test_tables_split_over_model_equal_1_device(real_data_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["meshes"] == [[2, 4], [1, 8]] and report["items"] == 1507 and 0 < report["recall@20"] < 1
+    assert set(report["dvr_recall@20"]) == {"scratch", "warm"}  # DVR with --model-shards 4: [1 device, 8 devices]
 
 
 def test_too_many_devices_or_an_indivisible_batch_fail_before_training(real_data_dir, tmp_path, capsys):

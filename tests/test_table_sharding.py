@@ -88,7 +88,6 @@ def test_table_sharded_ranking_on_a_one_device_mesh_equals_the_plain_evaluation(
         ),
         (dict(method="dvr", backbone="neumf", warm_start="none"), "backbone neumf does not support embedding tables"),
         (dict(method="bpr", backbone="lightgcn"), "backbone lightgcn does not support embedding tables split"),
-        (dict(method="bpr", warm_start="auto"), "a warm start is not supported"),
         (dict(method="aobpr"), "method aobpr does not support embedding tables split over devices"),
     ],
 )
@@ -127,3 +126,26 @@ def test_table_constraint_is_the_identity_without_a_model_axis():
     for mesh in (None, sharding.make_mesh(1, 1)):
         assert jax.jit(sharding.table_constraint(mesh))(tree)["item"].shape == (6, 2)
     assert sharding.table_constraint(None)(tree) is tree
+
+
+def test_a_warm_start_reads_bpr_tables_padded_for_any_model_shards_into_this_runs_rows(rng, tmp_path):
+    import json
+
+    from dvr_jax import checkpoint
+
+    dataset = tiny_dataset(rng, n_users=30, n_items=37)
+    real = make_mf(30, 37, dim=8).init(jax.random.key(1))
+    for saved_shards in (1, 4):  # a BPR run without and with --model-shards 4 (tables of 32 and 40 rows)
+        source = tmp_path / f"bpr-{saved_shards}"
+        padded = {name: jnp.pad(table, ((0, -len(table) % saved_shards), (0, 0))) for name, table in real.items()}
+        checkpoint.save_backbone(checkpoint.open_manager(source / "checkpoints" / "best"), 1, padded, {"epoch": 1})
+        mesh = {"devices": 1, "processes": 1} | ({"model_shards": saved_shards} if saved_shards > 1 else {})
+        (source / "config.json").write_text(json.dumps({"mesh": mesh}))
+        for multiple in (1, 3, 8):  # this run's padding: none, 33 x 39 rows, 32 x 40 rows
+            params = loop.pretrained_params(source, make_mf(30, 37, dim=8, row_multiple=multiple), dataset)
+            for name, n_rows in (("user", 30), ("item", 37)):
+                assert params[name].shape == (sharding.pad_rows(n_rows, multiple), 8)
+                np.testing.assert_array_equal(params[name][:n_rows], real[name])
+                assert not np.any(np.asarray(params[name][n_rows:]))
+    with pytest.raises(checkpoint.CheckpointError, match="the user table in .* is 32 x 8, not this dataset's 35 x 8"):
+        loop.pretrained_params(source, make_mf(35, 37, dim=8), tiny_dataset(rng, n_users=35, n_items=37))
