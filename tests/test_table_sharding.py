@@ -149,3 +149,25 @@ def test_a_warm_start_reads_bpr_tables_padded_for_any_model_shards_into_this_run
                 assert not np.any(np.asarray(params[name][n_rows:]))
     with pytest.raises(checkpoint.CheckpointError, match="the user table in .* is 32 x 8, not this dataset's 35 x 8"):
         loop.pretrained_params(source, make_mf(35, 37, dim=8), tiny_dataset(rng, n_users=35, n_items=37))
+
+
+def test_aobpr_on_a_padded_mf_ranks_the_real_items_and_trains_like_the_unpadded_one(rng):
+    from dvr_jax.baselines import make_aobpr_method
+
+    dataset = tiny_dataset(rng, n_users=30, n_items=37)
+    arrays = sampler.make_train_arrays(dataset.train, 30, 37)
+    key = jax.random.key(0)
+    batches = sampler.epoch_batches(key, arrays.n_pairs, 32)
+    states = []
+    for backbone in (make_mf(30, 37, dim=8), make_mf(30, 37, dim=8, row_multiple=8)):
+        method = make_aobpr_method(backbone, n_items=37, factor_dim=8, batch_size=32, refresh_every=2)
+        state, step = method.init(key), jax.jit(method.step)
+        for i in range(4):  # refreshes at steps 0 and 2
+            state, _ = step(state, key, batches[i], train.StepData(arrays, None))
+        states.append(state)
+    assert states[1].ranking.shape == (8, 37)  # the pad rows are not ranked (they are not items)
+    np.testing.assert_array_equal(states[1].ranking, states[0].ranking)
+    for name, n_rows in (("user", 30), ("item", 37)):
+        real = states[1].backbone.params[name]
+        np.testing.assert_allclose(real[:n_rows], states[0].backbone.params[name], rtol=1e-6, atol=1e-7)
+        assert not np.any(np.asarray(real[n_rows:]))

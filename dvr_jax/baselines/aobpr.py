@@ -200,8 +200,8 @@ def make_aobpr_method(
             score_fn = lambda u, i: backbone.score_pairs(reps, u, i)  # noqa: E731
             items = pool_negatives(streams["sample"], data.train, users, score_fn, pool_size, lambda_rel * pool_size)
             return Batch(users, pos_items, items), state
-        ranking, sigma = jax.lax.cond(
-            count % interval == 0, lambda table: factor_rankings(table), lambda table: state, reps["item"]
+        ranking, sigma = jax.lax.cond(  # the I real items' rows: a padded table's pad rows are not items
+            count % interval == 0, lambda table: factor_rankings(table), lambda table: state, reps["item"][:n_items]
         )
         items = adaptive_negatives(
             streams["sample"], data.train, users, reps["user"][users], ranking, sigma, lambda_rel * n_items
