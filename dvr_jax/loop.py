@@ -294,7 +294,7 @@ def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: RunConfig, progress: TrainingProgress):
-    """Runs one epoch of jitted steps.
+    """Runs one epoch of jitted steps (on a data mesh, with at most one step queued behind the running one).
 
     Returns:
       (state, per-epoch means of the scalar step metrics, index of the first non-finite
@@ -308,6 +308,11 @@ def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: 
     history = []
     for index in range(batches.shape[0]):
         state, metrics = step_fn(state, k_step, batches[index], data)
+        if components.mesh is not None and index:
+            # On a mesh the host stays one step ahead: a host far ahead fills a device's queue of
+            # programs in flight, and a launch blocked on that queue left the others waiting in a
+            # collective for good (docs/engineering.md, "Several processes").
+            jax.block_until_ready(history[-1])
         history.append(metrics)
         progress.update(epoch, index + 1, batches.shape[0])
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *history)
