@@ -381,13 +381,7 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
 
 def _claim(cfg: RunConfig, workdir: pathlib.Path, held: list[Any]) -> bool:
     """Creates and locks `workdir`, then `_check_workdir`; puts (created, lock) in `held` for `_release`."""
-    created = rundir.create(workdir)
-    try:
-        lock = rundir.acquire_lock(workdir)
-    except BaseException:
-        rundir.remove_empty(workdir, created)
-        raise
-    held[:] = [created, lock]
+    held[:] = rundir.claim(workdir)
     return _check_workdir(cfg, workdir)
 
 
