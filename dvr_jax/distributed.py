@@ -20,6 +20,7 @@ waits for the others forever):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -94,6 +95,15 @@ def agree(decide: Callable[[], T]) -> T:
     if agreed == FAILED:
         raise ProcessZeroFailed("process 0 failed (its output says why); stopping this process too")
     return agreed  # type: ignore[return-value]
+
+
+def same_everywhere(text: str) -> bool:
+    """Whether every process passed the same `text`; the same answer in all (one all-gather of a digest)."""
+    if jax.process_count() == 1:
+        return True
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(digest))  # [processes, 32], alike in all
+    return bool((gathered == gathered[0]).all())
 
 
 def on_main(work: Callable[[], object]) -> None:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from dvr_jax import checkpoint, distributed, export, plots, registry, rundir, sampler, sharding
 from dvr_jax.backbones import Backbone, make_backbone
@@ -160,7 +160,7 @@ def data_mesh(cfg: RunConfig) -> Mesh | None:
 
 def _replicated(tree: Any, mesh: Mesh | None) -> Any:
     """`tree` replicated on every device of `mesh` (as is without one)."""
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return tree if mesh is None else sharding.replicate(tree, mesh)
 
 
 def _one_device(tree: Any, mesh: Mesh | None) -> Any:
@@ -356,8 +356,10 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
         tracker = FitProgress()
         finished = False
         try:
+            _check_alike(cfg)
             resume = bool(distributed.agree(lambda: int(_claim(cfg, workdir, held))))
             components = build(cfg, dataset)  # bad input fails here, before anything is written
+            _check_alike(cfg, components.dataset)
             with rundir.writing(workdir):
                 label = cfg.method if report else f"warm start ({cfg.method})"
                 results = _run(cfg, components, workdir, resume, tracker, label)
@@ -377,6 +379,19 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
         if report and distributed.is_main():
             _print_summary(cfg, results, workdir)
     return results
+
+
+def _check_alike(cfg: RunConfig, dataset: Dataset | None = None) -> None:
+    """Over several processes: all of them run the same config (but where they run), and on the same data.
+
+    Raises:
+      ConfigError: in every process, when they differ (they would take other paths, or other batches).
+    """
+    settings = {name: value for name, value in cfg.to_dict().items() if name not in PLACEMENT_FIELDS}
+    text = json.dumps([settings, None if dataset is None else dataset.source_hash], sort_keys=True, default=str)
+    if not distributed.same_everywhere(text):
+        what = "flags" if dataset is None else "data (each must load the same files)"
+        raise ConfigError(f"the processes of this run differ in their {what}")
 
 
 def _claim(cfg: RunConfig, workdir: pathlib.Path, held: list[Any]) -> bool:

@@ -39,16 +39,19 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(flags: list[str], tmp_path: pathlib.Path, *, interrupt_at: int | None = None) -> list[dict]:
-    """Runs `flags` as two processes of one run; returns each one's report (see run_process.py) with its output."""
+def launch(
+    flags: list[str], tmp_path: pathlib.Path, *, interrupt_at: int | None = None, own: tuple[list[str], ...] = ([], [])
+) -> list[dict]:
+    """Runs `flags` (and each process's `own` flags) as two processes of one run; returns each one's report
+    (see run_process.py) with its output."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     address = f"127.0.0.1:{_free_port()}"
     extra = [] if interrupt_at is None else ["--interrupt-at", str(interrupt_at)]
     procs = []
     for index in range(2):
         report = tmp_path / f"process-{index}.json"
-        argv = [sys.executable, str(DRIVER), str(report), *extra, "--", *flags, "--coordinator", address,
-                "--num-processes", "2", "--process-id", str(index)]  # fmt: skip
+        argv = [sys.executable, str(DRIVER), str(report), *extra, "--", *flags, *own[index], "--coordinator",
+                address, "--num-processes", "2", "--process-id", str(index)]  # fmt: skip
         procs.append((subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True), report))  # fmt: skip
     deadline, reports = time.monotonic() + DEADLINE_SECONDS, []
@@ -111,3 +114,10 @@ def test_what_process_0_refuses_stops_every_process(real_data_dir, tmp_path):
     assert main["status"] == other["status"] == 2
     assert "already holds a run" in main["stderr"] and "process 0 failed" in other["stderr"]
     assert other["writes"] == [] and sorted(p.name for p in taken.iterdir()) == ["results.json"]
+
+
+def test_processes_with_other_flags_stop_before_anything_is_written(real_data_dir, tmp_path):
+    out = tmp_path / "r"
+    reports = launch(_flags(real_data_dir, out), tmp_path, own=([], ["--seed", "1"]))
+    assert [report["status"] for report in reports] == [2, 2]
+    assert all("differ in their flags" in report["stderr"] for report in reports) and not out.exists()
