@@ -40,7 +40,8 @@ class ConfigError(ValueError):
 
 Reward = Literal["loss", "recall", "ndcg", "cc", "ild", "gini"]
 REWARDS: tuple[str, ...] = typing.get_args(Reward)
-GROUPS = ("run", "data", "training")  # RunConfig's flag groups, in `--help` order; then one per options class
+# RunConfig's flag groups, in `--help` order; then one per options class
+GROUPS = ("run", "data", "training", "processes")
 BOUNDS = {"min": (operator.ge, ">="), "gt": (operator.gt, ">"), "max": (operator.le, "<="), "lt": (operator.lt, "<")}
 
 
@@ -139,11 +140,22 @@ class RunConfig:
     )
     checkpoint_every: int = _field("run", 10, "epochs between checkpoints of the resumable state", min=1)
     devices: int | None = _field("run", None, "local devices the training step runs on: the batch is split over "
-                                 "them (a data mesh); the batch size must divide by it", min=1,
+                                 "them (a data mesh; over several processes, over all their devices); the batch "
+                                 "size must divide by the mesh's device count", min=1,
                                  default_text="all local devices")  # fmt: skip
     model_shards: int = _field("run", 1, "split the embedding tables and their Adam moments by rows over N of the "
-                               "devices (a data x model mesh, --devices / N data shards); MF with bpr, pris, tce, rce",
+                               "devices (a data x model mesh, --devices / N data shards); MF with dvr, bpr, pris, "
+                               "tce, rce",
                                min=1)  # fmt: skip
+    distributed: Literal["off", "auto"] = _field("processes", "off", "auto: one of several processes, their "
+                                                 "coordinator, count and index read from the cluster's environment "
+                                                 "(SLURM, Open MPI, a Cloud TPU slice, Kubernetes)")  # fmt: skip
+    coordinator: str | None = _field("processes", None, "HOST:PORT of process 0's coordinator: this process is "
+                                     "one of several, given their count and its index; the mesh spans the "
+                                     "devices of all", default_text="one process")  # fmt: skip
+    num_processes: int | None = _field("processes", None, "processes of the run (with a coordinator)", min=1)
+    process_id: int | None = _field("processes", None, "this process's index, from 0 to the process count - 1 "
+                                    "(with a coordinator); process 0 writes the run directory", min=0)  # fmt: skip
     out: str | None = _field(
         "run", None, "run directory", default_text="runs/<dataset>-<backbone>-<method>-<reward>-s<seed>"
     )
@@ -202,6 +214,7 @@ class RunConfig:
             raise ConfigError(f"select_metric must be <metric>@K with K in ks {self.ks}, got {self.select_metric!r}")
         if self.model_shards > 1:
             self._check_model_shards(entry)
+        self._check_processes()
         if entry.check is not None:
             try:
                 entry.check(self)
@@ -223,6 +236,20 @@ class RunConfig:
             known = ", ".join(TABLE_SHARDED_BACKBONES)
             raise ConfigError(f"--model-shards {self.model_shards}: backbone {self.backbone} does not support "
                               f"embedding tables split over devices (supported: {known})")  # fmt: skip
+
+    def _check_processes(self) -> None:
+        """--coordinator comes with --num-processes and --process-id (unless --distributed auto finds them)."""
+        if self.coordinator is not None and not re.fullmatch(r"\S+:\d+", self.coordinator):
+            raise ConfigError(f"--coordinator must be HOST:PORT, got {self.coordinator!r}")
+        given = [name for name in ("num_processes", "process_id") if getattr(self, name) is not None]
+        if self.distributed == "auto":
+            pass
+        elif self.coordinator is None and given:
+            raise ConfigError(f"--{given[0].replace('_', '-')} needs --coordinator (or --distributed auto)")
+        elif self.coordinator is not None and len(given) < 2:
+            raise ConfigError("--coordinator needs --num-processes and --process-id (or --distributed auto)")
+        if len(given) == 2 and self.process_id >= self.num_processes:
+            raise ConfigError(f"--process-id {self.process_id} must be below --num-processes {self.num_processes}")
 
     @property
     def run_name(self) -> str:
@@ -248,6 +275,9 @@ class RunConfig:
                          for f in dataclasses.fields(self.options)})  # fmt: skip
         return flat
 
+
+# Where a run executes, not what it computes: a run may resume with other values of these.
+PLACEMENT_FIELDS = ("devices", "distributed", "coordinator", "num_processes", "process_id")
 
 FIELDS: Mapping[str, dataclasses.Field] = types.MappingProxyType(
     {f.name: f for f in dataclasses.fields(RunConfig) if not f.metadata.get("nested")}

@@ -3,6 +3,10 @@
 This is the only place with I/O, wall-clock timing and device-to-host syncs (once per epoch
 for the divergence guard and at the validation cadence). The test split is read exactly
 once, after training, at the validation-selected checkpoint.
+
+A run over several processes (`dvr_jax.distributed`) runs this loop in every process: all of
+them train, evaluate and save checkpoints together; process 0 alone claims, reads and writes
+the run directory (logs, `config.json`, `results.json`, exports, plots) and prints.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from dvr_jax import checkpoint, export, plots, registry, rundir, sampler, sharding
+from dvr_jax import checkpoint, distributed, export, plots, registry, rundir, sampler, sharding
 from dvr_jax.backbones import Backbone, make_backbone
 from dvr_jax.builders import run_valuator  # noqa: F401  (re-exported: the valuator of a run's config)
-from dvr_jax.config import ConfigError, RunConfig, leaky_ingredients
+from dvr_jax.config import PLACEMENT_FIELDS, ConfigError, RunConfig, leaky_ingredients
 from dvr_jax.data import DataError, load_dataset, resolve_data_dir
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.evaluation.ranking import EvalArrays, evaluate, make_eval_arrays, topk_lists
@@ -125,7 +129,7 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
     ctx = ctx._replace(prepared=None if entry.prepare is None else entry.prepare(ctx))  # data checks first
     warm_seconds = 0.0
     if entry.trains:
-        init_params, warm_seconds = warm_start(cfg, backbone, full_dataset, mesh)  # may train and write
+        init_params, warm_seconds = warm_start(cfg, backbone, full_dataset, mesh=mesh)  # may train and write
         ctx = ctx._replace(init_params=init_params)
     built = entry.build(ctx)
     data = StepData(train_arrays, ctx.graph, built.aux)
@@ -140,14 +144,20 @@ def data_mesh(cfg: RunConfig) -> Mesh | None:
     With `cfg.model_shards` M > 1 it is the `data × model` mesh (`sharding.make_mesh`) of
     N / M data shards and M model shards, else the 1-D data mesh of N devices.
 
+    Over several processes the mesh spans every device of every process (`jax.devices()`).
+
     Raises:
-      ConfigError: more devices than there are, a device count that does not divide by M, or
-        a batch size that does not divide over the data shards.
+      ConfigError: more devices than there are, fewer than all of them over several processes, a
+        device count that does not divide by M, or a batch size that does not divide over the data
+        shards.
     """
-    available = jax.local_device_count()
+    available, processes = jax.local_device_count(), jax.process_count()
     n = cfg.devices or available
     if n > available:
         raise ConfigError(f"--devices {n}: this process has {available} local device(s)")
+    if processes > 1 and n != available:
+        raise ConfigError(f"--devices {n}: a run over {processes} processes uses all {available} devices of each")
+    n *= processes
     shards = cfg.model_shards
     if n % shards:
         raise ConfigError(f"--model-shards {shards} does not divide the {n} device(s) of the run (--devices)")
@@ -159,12 +169,18 @@ def data_mesh(cfg: RunConfig) -> Mesh | None:
     return sharding.make_data_mesh(n) if n > 1 else None
 
 
+def _replicated(tree: Any, mesh: Mesh | None) -> Any:
+    """`tree` replicated on every device of `mesh` (as is without one)."""
+    return tree if mesh is None else sharding.replicate(tree, mesh)
+
+
 def _one_device(tree: Any, mesh: Mesh | None) -> Any:
-    """`tree` on this process's first device (the top-K export runs there; `tree` is replicated on `mesh`),
-    unless its tables are split over the mesh's "model" axis (the export then ranks on the mesh)."""
+    """`tree` on this process's first device (the top-K export runs there, without collectives; `tree` is
+    replicated on `mesh`, so that device holds all of it), unless its tables are split over the mesh's
+    "model" axis (the export then ranks on the mesh)."""
     if mesh is None or sharding.model_shards(mesh) > 1:
         return tree
-    return jax.device_put(tree, jax.local_devices()[0])
+    return jax.tree.map(lambda array: array.addressable_data(0), tree)
 
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
@@ -182,7 +198,7 @@ def _pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
     bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
                       export=False, epochs=cfg.pretrain_epochs or cfg.epochs, select_split="valid")  # fmt: skip
     if n_pairs is not None and bpr.batch_size > n_pairs:
-        multiple = cfg.devices or jax.local_device_count()  # the capped batch still divides over the devices
+        multiple = (cfg.devices or jax.local_device_count()) * jax.process_count()  # still divides over the mesh
         bpr = bpr.replace(batch_size=max(multiple, n_pairs - n_pairs % multiple))
     return bpr
 
@@ -204,7 +220,7 @@ def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Pa
     return root / "pretrained" / f"{rundir.dataset_label(cfg.dataset)}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
-def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset, mesh: Mesh | None = None) -> tuple[Any, float]:
+def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset, *, mesh: Mesh | None = None) -> tuple[Any, float]:
     """The warm-start stage: (backbone params of a validation-selected BPR checkpoint or None,
     seconds spent training that BPR run here, 0 when it was reused or there is none).
 
@@ -213,13 +229,14 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset, mesh: Mesh 
     that they come from the warm start. The BPR run trains on `dataset` itself, so a
     dataset passed in by the caller (one with planted pairs, say) is the one it sees.
     The params are read in `backbone`'s layout (`pretrained_params`): with tables split over
-    the `mesh`'s "model" axis, into their shards.
+    the `mesh`'s "model" axis, into their shards, else replicated on `mesh`; over several
+    processes, process 0 looks for the BPR run and tells the others what it found.
     """
     if cfg.warm_start == "none":
         return None, 0.0
     source = pretrained_dir(cfg, dataset) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
     started, seconds = time.time(), 0.0
-    if cfg.warm_start == "auto" and not (source / "results.json").exists():
+    if cfg.warm_start == "auto" and not distributed.agree(lambda: int((source / "results.json").exists())):
         print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
         bpr = _pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
         try:
@@ -229,7 +246,7 @@ def warm_start(cfg: RunConfig, backbone: Backbone, dataset: Dataset, mesh: Mesh 
         seconds = time.time() - started
         print(f"warm start: BPR best epoch {results['best_epoch']}, valid {cfg.select_metric} "
               f"{results['valid'][cfg.select_metric]:.4f} ({seconds:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
-    if not (source / "checkpoints" / "best").is_dir():
+    if not distributed.agree(lambda: int((source / "checkpoints" / "best").is_dir())):
         raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
     return pretrained_params(source, backbone, dataset, mesh), seconds
 
@@ -241,7 +258,8 @@ def pretrained_params(source: pathlib.Path, backbone: Backbone, dataset: Dataset
     number of model shards (its `config.json` names them; none: unpadded) loses or gains zero
     rows at the end, so a run with `--model-shards M` starts from a BPR run trained with any
     M (or none), and the other way round. On a mesh with a "model" axis the tables are read
-    straight into their shards (`sharding.table_shardings`); no device holds a whole table.
+    straight into their shards (`sharding.table_shardings`); no device holds a whole table. On
+    a data mesh they are restored replicated on it.
 
     Raises:
       CheckpointError: no checkpoint, or MF tables that are not this dataset's (other real
@@ -249,8 +267,9 @@ def pretrained_params(source: pathlib.Path, backbone: Backbone, dataset: Dataset
     """
     best = checkpoint.open_manager(source / "checkpoints" / "best")
     like = jax.eval_shape(make_bpr_method(backbone).init, jax.random.key(0))
-    if sharding.model_shards(mesh) > 1:
-        shardings = sharding.table_shardings(mesh, like)
+    if mesh is not None:  # tables into their shards, or everything replicated on the mesh (every process's devices)
+        shardings = (sharding.table_shardings(mesh, like) if sharding.model_shards(mesh) > 1
+                     else jax.tree.map(lambda _: jax.sharding.NamedSharding(mesh, jax.P()), like))  # fmt: skip
         like = jax.tree.map(lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s), like, shardings)
     saved = checkpoint.saved_shapes(best)
     padded = backbone.name == "mf" and isinstance(saved, dict) and set(saved) == set(sharding.TABLES)
@@ -301,7 +320,7 @@ def _check_workdir(cfg: RunConfig, workdir: pathlib.Path) -> bool:
                 saved = json.loads((workdir / "config.json").read_text())
             except (OSError, json.JSONDecodeError) as err:
                 raise checkpoint.CheckpointError(f"--resume: cannot read {workdir / 'config.json'}: {err}") from err
-            ignored = ("resume", "progress", "overwrite", "export", "devices")  # a run may resume on other devices
+            ignored = ("resume", "progress", "overwrite", "export", *PLACEMENT_FIELDS)  # may resume elsewhere
             mine = {k: v for k, v in cfg.to_dict().items() if k not in ignored}
             diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
             if diff:
@@ -330,7 +349,7 @@ def run_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: RunConfig, progress: TrainingProgress):
-    """Runs one epoch of jitted steps.
+    """Runs one epoch of jitted steps (on a data mesh, with at most one step queued behind the running one).
 
     Returns:
       (state, per-epoch means of the scalar step metrics, index of the first non-finite
@@ -344,6 +363,11 @@ def _train_epoch(components: Components, step_fn, state, keys, epoch: int, cfg: 
     history = []
     for index in range(batches.shape[0]):
         state, metrics = step_fn(state, k_step, batches[index], data)
+        if components.mesh is not None and index:
+            # On a mesh the host stays one step ahead: a host far ahead fills a device's queue of
+            # programs in flight, and a launch blocked on that queue left the others waiting in a
+            # collective for good (docs/engineering.md, "Several processes").
+            jax.block_until_ready(history[-1])
         history.append(metrics)
         progress.update(epoch, index + 1, batches.shape[0])
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *history)
@@ -365,7 +389,8 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
 
     The run directory is created and locked (`run.lock`) before anything else. A run that
     fails or is interrupted removes a directory it created unless that holds a finished
-    checkpoint, and always releases its lock.
+    checkpoint, and always releases its lock. Over several processes, process 0 does all of
+    that and the others print nothing.
 
     Args:
       cfg: the run configuration.
@@ -381,39 +406,64 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
     """
     started = time.time()
     workdir = pathlib.Path(cfg.out) if cfg.out else rundir.default_run_dir(cfg)
-    created = rundir.create(workdir)
+    with distributed.silent_unless_main():
+        held: list[Any] = []  # process 0, once it holds the run directory: (topmost folder it created, lock)
+        tracker = FitProgress()
+        finished = False
+        try:
+            _check_alike(cfg)
+            resume = bool(distributed.agree(lambda: int(_claim(cfg, workdir, held))))
+            components = build(cfg, dataset)  # bad input fails here, before anything is written
+            _check_alike(cfg, components.dataset)
+            with rundir.writing(workdir):
+                label = cfg.method if report else f"warm start ({cfg.method})"
+                results = _run(cfg, components, workdir, resume, tracker, label)
+                # This session's own time: a warm start that trained is reported apart.
+                results["total_seconds"] = time.time() - started - components.warm_start_seconds
+                results["warm_start_seconds"] = components.warm_start_seconds
+                results["resumed"] = resume
+                distributed.on_main(lambda: export.write_json(workdir / "results.json", results))
+            finished = True
+        except KeyboardInterrupt as err:
+            raise RunInterrupted(tracker.epoch, workdir) from err
+        finally:
+            if held:
+                _release(workdir, *held, finished=finished)
+        if cfg.plots and registry.get_method(cfg.method).trains:
+            distributed.on_main(lambda: _draw_curves(workdir))
+        if report and distributed.is_main():
+            _print_summary(cfg, results, workdir)
+    return results
+
+
+def _check_alike(cfg: RunConfig, dataset: Dataset | None = None) -> None:
+    """Over several processes: all of them run the same config (but where they run), and on the same data.
+
+    Raises:
+      ConfigError: in every process, when they differ (they would take other paths, or other batches).
+    """
+    settings = {name: value for name, value in cfg.to_dict().items() if name not in PLACEMENT_FIELDS}
+    text = json.dumps([settings, None if dataset is None else dataset.source_hash], sort_keys=True, default=str)
+    if not distributed.same_everywhere(text):
+        what = "flags" if dataset is None else "data (each must load the same files)"
+        raise ConfigError(f"the processes of this run differ in their {what}")
+
+
+def _claim(cfg: RunConfig, workdir: pathlib.Path, held: list[Any]) -> bool:
+    """Creates and locks `workdir`, then `_check_workdir`; puts (created, lock) in `held` for `_release`."""
+    held[:] = rundir.claim(workdir)
+    return _check_workdir(cfg, workdir)
+
+
+def _release(workdir: pathlib.Path, created: pathlib.Path | None, lock: pathlib.Path, *, finished: bool) -> None:
+    """Releases the lock; first removes what an unfinished run leaves unless it holds a checkpoint or results."""
     try:
-        lock = rundir.acquire_lock(workdir)
-    except BaseException:
-        rundir.remove_empty(workdir, created)
-        raise
-    tracker = FitProgress()
-    finished = False
-    try:
-        resume = _check_workdir(cfg, workdir)
-        components = build(cfg, dataset)  # bad input fails here, before anything is written
-        with rundir.writing(workdir):
-            label = cfg.method if report else f"warm start ({cfg.method})"
-            results = _run(cfg, components, workdir, resume, tracker, label)
-            # This session's own time: a warm start that trained is reported apart.
-            results["total_seconds"] = time.time() - started - components.warm_start_seconds
-            results["warm_start_seconds"] = components.warm_start_seconds
-            results["resumed"] = resume
-            export.write_json(workdir / "results.json", results)
-        finished = True
-    except KeyboardInterrupt as err:
-        raise RunInterrupted(tracker.epoch, workdir) from err
-    finally:
         if not finished:
             checkpoints = workdir / "checkpoints"
             keep = any(checkpoint.finished_steps(checkpoints / name) for name in ("latest", "best"))
             rundir.discard(workdir, created, keep=keep or (workdir / "results.json").exists())
+    finally:
         rundir.release_lock(lock)
-    if cfg.plots and registry.get_method(cfg.method).trains:
-        _draw_curves(workdir)
-    if report:
-        _print_summary(cfg, results, workdir)
-    return results
 
 
 def _draw_curves(workdir: pathlib.Path) -> None:
@@ -433,15 +483,14 @@ def _run(
       The results for `results.json` (the caller adds the total time and writes it).
     """
     if not resume:
-        rundir.clear(workdir, everything=cfg.overwrite)
-        _write_config(cfg, components, workdir)
+        distributed.on_main(lambda: _start_afresh(cfg, components, workdir))
     method, keys, per_sample = components.method, run_keys(cfg.seed), {}
     state, logs = _init_state(components, keys[0]), {"metrics": [], "train_log": []}
     if method.step is not None:
         latest = checkpoint.open_manager(workdir / "checkpoints" / "latest")
         best = checkpoint.open_manager(workdir / "checkpoints" / "best")
-        if resume:
-            state, saved, _ = checkpoint.restore(latest, state)
+        if resume:  # restored straight onto the run's devices (over several processes it can go nowhere else)
+            state, saved, _ = checkpoint.restore(latest, _replicated(state, components.mesh))
             tracker.load(saved)
             logs.update({name: _read_log(workdir / f"{name}.jsonl", tracker.epoch) for name in logs})
             print(f"resumed {workdir} at epoch {tracker.epoch}", file=sys.stderr, flush=True)
@@ -451,14 +500,10 @@ def _run(
                 state, per_sample = _fit(fit, state, tracker, logs)  # updates tracker and logs
             except KeyboardInterrupt:  # keep the logs of the completed epochs; a resume cuts them at its checkpoint
                 progress.close()  # the message goes where the bars were
-                for name, records in logs.items():
+                for name, records in logs.items() if distributed.is_main() else ():
                     kept = [r for r in records if r["epoch"] <= tracker.epoch]
                     export.write_jsonl(workdir / f"{name}.jsonl", kept)
                 raise
-        pairs = getattr(state, "pairs", None)  # DVR: running values of every pair over all epochs
-        if pairs is not None:
-            export.export_pair_values(components.dataset, components.data.train, jax.device_get(pairs),
-                                      workdir / "pair_values.npz")  # fmt: skip
     params = method.backbone_params(state)
     if method.step is not None and tracker.best_epoch >= 0:
         params = checkpoint.restore_backbone(best, state, method.backbone_params)
@@ -474,6 +519,20 @@ def _run(
         "train_seconds": tracker.train_seconds, "checkpoint_bytes": checkpoint_bytes,
         "leaky": list(leaky_ingredients(cfg)), "dataset_summary": components.dataset.summary(),
     }  # fmt: skip
+    pairs = getattr(state, "pairs", None)  # DVR: running values of every pair over all epochs
+    distributed.on_main(lambda: _export(cfg, components, workdir, (pairs, per_sample), params, test_arrays))
+    return results
+
+
+def _export(cfg: RunConfig, components: Components, workdir: pathlib.Path, values: tuple[Any, dict[str, jax.Array]],
+            params: Any, test_arrays: EvalArrays) -> None:  # fmt: skip
+    """Process 0's outputs after the final evaluation: DVR's data values (`values`: the running values of
+    every pair or None, the last epoch's per-sample arrays); with `cfg.export` the splits and the test
+    top-K lists (ranked on this process's first device: no collective)."""
+    pairs, per_sample = values
+    if pairs is not None:
+        export.export_pair_values(components.dataset, components.data.train, jax.device_get(pairs),
+                                  workdir / "pair_values.npz")  # fmt: skip
     if per_sample:
         export.export_data_values(components.dataset, jax.device_get(per_sample), workdir / "data_values.tsv")
     if cfg.export:
@@ -482,7 +541,12 @@ def _run(
                                           components.data.graph, test_arrays, max(cfg.ks),
                                           mesh=components.mesh)  # fmt: skip
         export.export_topk(components.dataset, users, items, scores, workdir / "export" / "test_topk.tsv")
-    return results
+
+
+def _start_afresh(cfg: RunConfig, components: Components, workdir: pathlib.Path) -> None:
+    """Removes a previous run's outputs (all of the folder under `cfg.overwrite`), then writes `config.json`."""
+    rundir.clear(workdir, everything=cfg.overwrite)
+    _write_config(cfg, components, workdir)
 
 
 def _write_config(cfg: RunConfig, components: Components, workdir: pathlib.Path) -> None:
@@ -534,11 +598,13 @@ def _place(components: Components, state: Any) -> tuple[Any, Any, Components]:
     mesh = components.mesh
     if mesh is None:
         return jax.jit(components.method.step, donate_argnums=(0,)), state, components
-    replicated = NamedSharding(mesh, PartitionSpec())
-    placed = dataclasses.replace(components, data=jax.device_put(components.data, replicated))
-    state_sharding = sharding.table_shardings(mesh, state) if sharding.model_shards(mesh) > 1 else replicated
-    step = sharding.shard_step(components.method.step, mesh, state_sharding=state_sharding)
-    return step, jax.device_put(state, state_sharding), placed
+    if sharding.model_shards(mesh) > 1:
+        state_sharding = sharding.table_shardings(mesh, state)
+        placed = dataclasses.replace(components, data=_replicated(components.data, mesh))
+        step = sharding.shard_step(components.method.step, mesh, state_sharding=state_sharding)
+        return step, jax.device_put(state, state_sharding), placed
+    placed = dataclasses.replace(components, data=_replicated(components.data, mesh))
+    return sharding.shard_step(components.method.step, mesh), _replicated(state, mesh), placed
 
 
 def _validate(fit: FitContext, params: Any, record: dict[str, Any]) -> float:
@@ -596,13 +662,17 @@ def _fit(
         tracker.epoch = done
         stop = cfg.patience is not None and tracker.bad_checks >= cfg.patience
         if done % cfg.checkpoint_every == 0 or done == cfg.epochs or stop:
-            for name, records in logs.items():
-                export.write_jsonl(workdir / f"{name}.jsonl", records)
-            checkpoint.save(latest, done, state, dataclasses.asdict(tracker))
+            distributed.on_main(lambda: _write_logs(workdir, logs))
+            checkpoint.save(latest, done, state, dataclasses.asdict(tracker))  # every process takes part
         if stop:
             progress.line(f"early stop at epoch {done}: no improvement in {cfg.patience} checks")
             break
     return state, per_sample
+
+
+def _write_logs(workdir: pathlib.Path, logs: dict[str, list[dict[str, Any]]]) -> None:
+    for name, records in logs.items():
+        export.write_jsonl(workdir / f"{name}.jsonl", records)
 
 
 def _print_summary(cfg: RunConfig, results: dict[str, Any], workdir: pathlib.Path) -> None:

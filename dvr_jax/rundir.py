@@ -134,6 +134,20 @@ def acquire_lock(workdir: pathlib.Path) -> pathlib.Path:
     raise RunDirError(f"{workdir} is in use by another run (its lock keeps changing)")
 
 
+def claim(workdir: pathlib.Path) -> tuple[pathlib.Path | None, pathlib.Path]:
+    """`create` and `acquire_lock`; a directory created here is removed again if the lock is refused.
+
+    Returns:
+      (the topmost directory created or None, as `create` returns it; the lock path).
+    """
+    created = create(workdir)
+    try:
+        return created, acquire_lock(workdir)
+    except BaseException:
+        remove_empty(workdir, created)
+        raise
+
+
 def release_lock(path: pathlib.Path) -> None:
     """Removes the lock if this process still holds it."""
     with contextlib.suppress(OSError, ValueError):

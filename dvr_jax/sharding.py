@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -140,3 +141,25 @@ def shard_step(step: Callable, mesh: Mesh, *, donate: bool = True, state_shardin
         out_shardings=(state, replicated),
         donate_argnums=(0,) if donate else (),
     )
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """`tree` replicated on every device of `mesh`, each process placing its own copy of every leaf.
+
+    Over several processes each holds the same values (the same data, keys and checkpoints), so
+    each puts its copy on its own devices and nothing crosses processes. `jax.device_put` would
+    first compare the copies of every leaf across processes, one all-gather per leaf, each
+    compiled for its shape and holding a copy from every process.
+    """
+    sharding = NamedSharding(mesh, P())
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def place(leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+            return leaf
+        devices = sharding.addressable_devices_indices_map(np.shape(leaf))
+        copies = [jax.device_put(leaf, device) for device in devices]
+        return jax.make_array_from_single_device_arrays(np.shape(leaf), sharding, copies)
+
+    return jax.tree.map(place, tree)

@@ -11,6 +11,10 @@ values (`--lr nan`, `--method nope`) end with a one-line argparse error naming t
 exit status 2. Bad input found later (unknown dataset or backbone, option combinations,
 malformed files, a missing or corrupted checkpoint) ends with a one-line message and exit
 status 2, and a diverged loss with exit status 3, not a traceback.
+
+One run over several processes (one per host, or per accelerator) starts each of them with
+`--coordinator HOST:PORT --num-processes N --process-id I` (or `--distributed auto` under
+SLURM, Open MPI, on a Cloud TPU slice); process 0 writes the run directory and prints.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ import sys
 import typing
 from typing import Any, Literal, NoReturn
 
+from dvr_jax import distributed
 from dvr_jax.checkpoint import CheckpointError  # noqa: E402
 from dvr_jax.config import FIELDS, GROUPS, ConfigError, RunConfig, all_options, field_problem, make_config  # noqa: E402
 from dvr_jax.data import DataError  # noqa: E402
 from experiments.configs.presets import PRESETS  # noqa: E402
 
-USER_ERRORS = (ConfigError, CheckpointError, DataError)
+# ProcessZeroFailed: process 0 of a run over several processes stopped (its own message says why).
+USER_ERRORS = (ConfigError, CheckpointError, DataError, distributed.ProcessZeroFailed)
 ALIASES = {"learning_rate": ("--lr",)}  # extra spellings of a field's flag
 NONE_WORDS = ("none", "off")  # spell None for an `int | None` field
 NONE_MEANS = {"kcore": 0}  # `--kcore none` disables filtering; leaving the flag out keeps the dataset's k-core
 GROUP_TITLES = {"run": "run: what to train and where it goes", "data": "data: dataset, filtering, split",
-                "training": "training: budget, optimiser, validation, warm start"}  # fmt: skip
+                "training": "training: budget, optimiser, validation, warm start",
+                "processes": "processes: one run over several processes (hosts) with JAX's runtime"}  # fmt: skip
 METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
 
@@ -141,9 +148,14 @@ def config_from_args(argv: list[str] | None = None) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status: 0, 2 bad input, 3 diverged, 130 interrupted (Ctrl-C)."""
+    """Runs the CLI; returns the exit status: 0, 2 bad input, 3 diverged, 130 interrupted (Ctrl-C).
+
+    A run over several processes starts JAX's distributed runtime before any other JAX call
+    (parsing the flags makes none).
+    """
     try:
         cfg = config_from_args(argv)
+        distributed.initialize(cfg.coordinator, cfg.num_processes, cfg.process_id, auto=cfg.distributed == "auto")
         from dvr_jax.loop import TrainingDiverged, train_and_evaluate
 
         try:

@@ -46,8 +46,14 @@ STRINGS = {
     "backbone": "lightgcn",
     "select_metric": "ndcg@10",
     "method": "tce",
+    "coordinator": "node-0:1234",
 }  # strings the config checks against something
 COMPANIONS = dict.fromkeys(("reward_interval", "weight_mode"), ["--estimator", "ema"])  # loo: every step, sampled masks
+COMPANIONS.update(
+    coordinator=["--num-processes", "2", "--process-id", "1"],  # the three come together
+    num_processes=["--coordinator", "node-0:1234", "--process-id", "0"],
+    process_id=["--coordinator", "node-0:1234", "--num-processes", "4"],
+)
 
 
 def flag(name: str) -> str:
@@ -212,6 +218,29 @@ def test_literal_choices_reject_other_values(leaf, capsys):
     assert f"{flag(leaf.flat)}: invalid choice: 'bogus'" in parse_error(argv, capsys)
     with pytest.raises(ConfigError, match=f"{leaf.flat} must be one of"):
         make_config(method=leaf.method, **{leaf.flat: "bogus"})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--coordinator", "node-0"], "--coordinator must be HOST:PORT, got 'node-0'"),
+        (
+            ["--coordinator", "node-0:1234", "--num-processes", "2"],
+            "--coordinator needs --num-processes and --process-id",
+        ),
+        (["--num-processes", "2", "--process-id", "0"], "--num-processes needs --coordinator (or --distributed auto)"),
+        (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "--process-id 2 must be below"),
+        (["--process-id", "0"], "--process-id needs --coordinator"),
+    ],  # fmt: skip
+)
+def test_the_process_flags_come_together(argv, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run.config_from_args(argv)
+
+
+def test_distributed_auto_leaves_the_rest_to_the_cluster():
+    cfg = run.config_from_args(["--distributed", "auto", "--process-id", "3"])  # the others from the environment
+    assert (cfg.distributed, cfg.coordinator, cfg.num_processes, cfg.process_id) == ("auto", None, None, 3)
 
 
 def test_unknown_and_abbreviated_flags_are_errors(capsys):

@@ -1,0 +1,123 @@
+"""One run over two processes (two simulated CPU devices each, JAX's runtime on 127.0.0.1) equals the run in one.
+
+Each process is a subprocess under a hard deadline, so a hang (a collective that one process never
+reaches) fails the test instead of blocking it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments import run
+from tests.conftest import REPO
+
+DRIVER = REPO / "tests" / "multiprocess" / "run_process.py"
+DEADLINE_SECONDS = 300  # a run takes 30-70 s on the 2-core machine
+TOLERANCE = 1e-5
+# What process 0 leaves in the run directory besides checkpoints/ (DVR, --no-plots).
+RUN_FILES = {"config.json", "metrics.jsonl", "train_log.jsonl", "results.json", "data_values.tsv", "pair_values.npz",
+             "pair_values.tsv"}  # fmt: skip
+
+
+def _flags(data_dir: pathlib.Path, out: pathlib.Path, epochs: int = 3) -> list[str]:
+    return ["--dataset", "lastfm", "--data-dir", str(data_dir), "--reward", "recall", "--epochs", str(epochs),
+            "--batch-size", "1024", "--valid-interval", "1", "--checkpoint-every", "1", "--warm-start", "none",
+            "--out", str(out), "--no-progress", "--no-plots"]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(
+    flags: list[str], tmp_path: pathlib.Path, *, interrupt_at: int | None = None, own: tuple[list[str], ...] = ([], [])
+) -> list[dict]:
+    """Runs `flags` (and each process's `own` flags) as two processes of one run; returns each one's report
+    (see run_process.py) with its output."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    address = f"127.0.0.1:{_free_port()}"
+    extra = [] if interrupt_at is None else ["--interrupt-at", str(interrupt_at)]
+    procs = []
+    for index in range(2):
+        report = tmp_path / f"process-{index}.json"
+        argv = [sys.executable, str(DRIVER), str(report), *extra, "--", *flags, *own[index], "--coordinator",
+                address, "--num-processes", "2", "--process-id", str(index)]  # fmt: skip
+        procs.append((subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True), report))  # fmt: skip
+    deadline, reports = time.monotonic() + DEADLINE_SECONDS, []
+    try:
+        for proc, report in procs:
+            stdout, stderr = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            assert proc.returncode == 0, stderr[-3000:]
+            reports.append({**json.loads(report.read_text()), "stdout": stdout, "stderr": stderr})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"a run over two processes did not finish in {DEADLINE_SECONDS} s (a hang)")
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return reports
+
+
+def _test_metrics(out: pathlib.Path) -> dict[str, float]:
+    return json.loads((out / "results.json").read_text())["test"]
+
+
+def _assert_close(got: dict[str, float], want: dict[str, float]) -> None:
+    for key in ("recall@20", "ndcg@20"):
+        assert abs(got[key] - want[key]) <= TOLERANCE, (key, got[key], want[key])
+
+
+@pytest.mark.slow
+def test_dvr_over_two_processes_equals_one_process(real_data_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run.main(_flags(real_data_dir, one)) == 0
+    main, other = launch(_flags(real_data_dir, two), tmp_path)
+    assert main["status"] == other["status"] == 0
+    _assert_close(_test_metrics(two), _test_metrics(one))
+    saved = json.loads((two / "config.json").read_text())
+    assert saved["mesh"] == {"devices": 4, "processes": 2} and saved["num_processes"] == 2
+    # Process 0 wrote the run directory and printed the summary; process 1 changed nothing there and printed nothing.
+    assert RUN_FILES <= set(main["writes"]) and "run.lock" in main["writes"]
+    assert other["writes"] == [], other["writes"]
+    assert {p.name for p in two.iterdir()} == RUN_FILES | {"checkpoints"}
+    assert "recall@20" in main["stdout"] and "epoch 3:" in main["stderr"]
+    assert "recall@20" not in other["stdout"] and "epoch" not in other["stderr"]
+
+
+@pytest.mark.slow
+def test_a_two_process_checkpoint_resumes_in_one_process(real_data_dir, tmp_path):
+    one, moved = tmp_path / "one", tmp_path / "moved"
+    assert run.main(_flags(real_data_dir, one, epochs=2)) == 0
+    stopped = launch(_flags(real_data_dir, moved, epochs=2), tmp_path, interrupt_at=1)  # Ctrl-C in epoch 2
+    assert [report["status"] for report in stopped] == [130, 130]
+    assert run.main([*_flags(real_data_dir, moved, epochs=2), "--resume"]) == 0  # 1 process, 1 device
+    _assert_close(_test_metrics(moved), _test_metrics(one))
+
+
+def test_what_process_0_refuses_stops_every_process(real_data_dir, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "results.json").write_text("{}")  # a finished run: refused without --overwrite or --resume
+    main, other = launch(_flags(real_data_dir, taken), tmp_path)
+    assert main["status"] == other["status"] == 2
+    assert "already holds a run" in main["stderr"] and "process 0 failed" in other["stderr"]
+    assert other["writes"] == [] and sorted(p.name for p in taken.iterdir()) == ["results.json"]
+
+
+def test_processes_with_other_flags_stop_before_anything_is_written(real_data_dir, tmp_path):
+    out = tmp_path / "r"
+    reports = launch(_flags(real_data_dir, out), tmp_path, own=([], ["--seed", "1"]))
+    assert [report["status"] for report in reports] == [2, 2]
+    assert all("differ in their flags" in report["stderr"] for report in reports) and not out.exists()
