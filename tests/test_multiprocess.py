@@ -128,6 +128,5 @@ def test_distributed_auto_outside_a_cluster_is_a_one_line_error(tmp_path):
     argv = [sys.executable, "experiments/run.py", "--distributed", "auto", "--out", str(tmp_path / "r")]
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and not (tmp_path / "r").exists()
-    assert (
-        done.stderr.strip() == "error: cannot start JAX's distributed runtime: coordinator_address should be defined."
-    )
+    message = done.stderr.strip()  # JAX's own reason follows, e.g. "coordinator_address should be defined."
+    assert message.startswith("error: cannot start JAX's distributed runtime: ") and "\n" not in message, message
