@@ -29,6 +29,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from dvr_jax.config import ConfigError
+
 T = TypeVar("T", bound=int)
 FAILED = -1  # what `agree` passes on when process 0's decision raised
 
@@ -58,6 +60,10 @@ def initialize(
 
     Returns:
       Whether the runtime was started (False: no coordinator and not `auto`, one process).
+
+    Raises:
+      ConfigError: the runtime could not start (`auto` outside a cluster it knows, a coordinator
+        that did not answer in time).
     """
     if coordinator is None and not auto:
         return False
@@ -65,7 +71,10 @@ def initialize(
         return True
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     given = {"coordinator_address": coordinator, "num_processes": num_processes, "process_id": process_id}
-    jax.distributed.initialize(**{name: value for name, value in given.items() if value is not None})
+    try:
+        jax.distributed.initialize(**{name: value for name, value in given.items() if value is not None})
+    except (ValueError, RuntimeError) as err:  # JAX's messages are long; the first line says what is missing
+        raise ConfigError(f"cannot start JAX's distributed runtime: {str(err).strip().splitlines()[0]}") from err
     return True
 
 

@@ -121,3 +121,12 @@ def test_processes_with_other_flags_stop_before_anything_is_written(real_data_di
     reports = launch(_flags(real_data_dir, out), tmp_path, own=([], ["--seed", "1"]))
     assert [report["status"] for report in reports] == [2, 2]
     assert all("differ in their flags" in report["stderr"] for report in reports) and not out.exists()
+
+
+def test_distributed_auto_outside_a_cluster_is_a_one_line_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR"))}
+    argv = [sys.executable, "experiments/run.py", "--distributed", "auto", "--out", str(tmp_path / "r")]
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not (tmp_path / "r").exists()
+    message = done.stderr.strip()  # JAX's own reason follows, e.g. "coordinator_address should be defined."
+    assert message.startswith("error: cannot start JAX's distributed runtime: ") and "\n" not in message, message
