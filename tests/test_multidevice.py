@@ -13,25 +13,25 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.mark.slow
-def test_runs_on_8_devices_equal_1_and_resume_on_2(real_data_dir, tmp_path):
+def _check_on_8_devices(script: str, real_data_dir, tmp_path) -> dict:
+    """Runs tests/multidevice/<script> on 8 simulated CPU devices; its report (the last stdout line)."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    script = REPO / "tests" / "multidevice" / "check_runs.py"
-    done = subprocess.run([sys.executable, str(script), str(real_data_dir), str(tmp_path)], cwd=REPO, env=env,
+    path = REPO / "tests" / "multidevice" / script
+    done = subprocess.run([sys.executable, str(path), str(real_data_dir), str(tmp_path)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_runs_on_8_devices_equal_1_and_resume_on_2(real_data_dir, tmp_path):
+    report = _check_on_8_devices("check_runs.py", real_data_dir, tmp_path)
     assert set(report) == {"bpr", "dvr"} and all(0 < v < 1 for v in report.values())
 
 
 @pytest.mark.slow
 def test_tables_split_over_model_equal_1_device(real_data_dir, tmp_path):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
-    script = REPO / "tests" / "multidevice" / "check_tables.py"
-    done = subprocess.run([sys.executable, str(script), str(real_data_dir), str(tmp_path)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = _check_on_8_devices("check_tables.py", real_data_dir, tmp_path)
     assert report["meshes"] == [[2, 4], [1, 8]] and report["items"] == 1507 and 0 < report["recall@20"] < 1
     assert set(report["dvr_recall@20"]) == {"scratch", "warm"}  # DVR with --model-shards 4: [1 device, 8 devices]
 

@@ -32,6 +32,22 @@ def _args(data_dir: str, out: pathlib.Path, method: str, devices: int, epochs: i
             "--no-plots"]  # fmt: skip
 
 
+def run_interrupted(argv: list[str], epoch: int) -> int:
+    """`experiments/run.py argv` stopped by Ctrl-C as epoch `epoch` starts; its exit status (130)."""
+    real_train_epoch = loop._train_epoch
+
+    def interrupted(components, step_fn, state, keys, at, *rest):
+        if at == epoch:
+            raise KeyboardInterrupt
+        return real_train_epoch(components, step_fn, state, keys, at, *rest)
+
+    loop._train_epoch = interrupted
+    try:
+        return run.main(argv)
+    finally:
+        loop._train_epoch = real_train_epoch
+
+
 def _results(out: pathlib.Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
@@ -72,16 +88,7 @@ def main(data_dir: str, out: str) -> None:
     # DVR: two epochs on 8 devices, stopped in the third, resumed on 2, equals the 1-device run.
     reference, moved = root / "dvr-1", root / "dvr-8-then-2"
     assert run.main(_args(data_dir, reference, "dvr", 1, epochs=3)) == 0
-    real_train_epoch = loop._train_epoch
-
-    def interrupted(components, step_fn, state, keys, epoch, *rest):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_train_epoch(components, step_fn, state, keys, epoch, *rest)
-
-    loop._train_epoch = interrupted
-    assert run.main(_args(data_dir, moved, "dvr", 8, epochs=3)) == 130
-    loop._train_epoch = real_train_epoch
+    assert run_interrupted(_args(data_dir, moved, "dvr", 8, epochs=3), epoch=2) == 130
     assert json.loads((moved / "config.json").read_text())["mesh"]["devices"] == 8
     assert run.main([*_args(data_dir, moved, "dvr", 2, epochs=3), "--resume"]) == 0
     _close(_results(reference), _results(moved), "dvr on 8 devices, resumed on 2")

@@ -30,9 +30,10 @@ import sys
 
 import jax
 import numpy as np
+from check_runs import _results, run_interrupted  # this folder, the script's first sys.path entry
 from jax.sharding import PartitionSpec
 
-from dvr_jax import dvr, loop, rewards, sampler, sharding, train
+from dvr_jax import dvr, rewards, sampler, sharding, train
 from dvr_jax.backbones import make_backbone
 from dvr_jax.data import load_dataset
 from dvr_jax.evaluation import evaluate, make_eval_arrays, topk_lists
@@ -129,10 +130,6 @@ def _args(data_dir: str, out: pathlib.Path, devices: int, shards: int) -> list[s
             str(shards), "--out", str(out), "--no-progress", "--no-plots", "--export"]  # fmt: skip
 
 
-def _results(out: pathlib.Path) -> dict:
-    return json.loads((out / "results.json").read_text())
-
-
 def _close(a: dict, b: dict, what: str, tolerance: float = TOLERANCE) -> None:
     for split in ("valid", "test"):
         gap = max(abs(a[split][key] - b[split][key]) for key in a[split])
@@ -155,16 +152,7 @@ def check_cli(data_dir: str, root: pathlib.Path) -> float:
     mesh = json.loads((sharded / "config.json").read_text())["mesh"]
     if mesh != {"devices": 8, "model_shards": 4, "processes": 1}:
         _fail(f"config.json mesh: {mesh}")
-    real_train_epoch = loop._train_epoch
-
-    def interrupted(components, step_fn, state, keys, epoch, *rest):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_train_epoch(components, step_fn, state, keys, epoch, *rest)
-
-    loop._train_epoch = interrupted
-    assert run.main(_args(data_dir, resumed, 8, 4)) == 130
-    loop._train_epoch = real_train_epoch
+    assert run_interrupted(_args(data_dir, resumed, 8, 4), epoch=1) == 130
     assert run.main([*_args(data_dir, resumed, 8, 4), "--resume"]) == 0
     _close(_results(sharded), _results(resumed), "--model-shards 4, resumed")
     for method in ("pris", "tce", "rce"):  # the other methods that take --model-shards
