@@ -50,6 +50,8 @@ class DVROptions:
     loss_game_weight: float = option(1.0, "weight of the loss game fitted on random coalitions; "
                                      "0: the reward alone trains the valuator", min=0)  # fmt: skip
     loss_game_coalitions: int = option(16, "random coalitions per step for the loss game", min=1)
+    loss_negatives: int = option(16, "negatives per pair in the loss the valuator reads and fits: the triplet's "
+                                 "own and n - 1 fresh uniform ones (1: the triplet's loss)", min=1)  # fmt: skip
     interaction_rank: int = option(8, "sample game: rank of the interaction dividends", min=1)
     max_order: int = option(2, "sample game: highest interaction order", min=1, max=4)
     h_dim: int | None = option(
@@ -187,7 +189,7 @@ def _dvr_config(cfg: RunConfig) -> DVRConfig:
         baseline_window=o.baseline_window, reward_interval=o.reward_interval, estimator=o.estimator,
         num_masks=o.num_masks, mse_target=o.mse_target, influence=o.influence,
         loss_game_weight=o.loss_game_weight, loss_game_coalitions=o.loss_game_coalitions,
-        freeze_encoder=o.freeze_encoder, loss_reward=o.loss_reward,
+        freeze_encoder=o.freeze_encoder, loss_reward=o.loss_reward, loss_negatives=o.loss_negatives,
     )  # fmt: skip
 
 

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from dvr_jax import adapter, influence
+from dvr_jax import adapter, influence, sampler
 from dvr_jax.backbones.base import Backbone
 from dvr_jax.state import LearnerState, make_adam
 from dvr_jax.step import (
@@ -147,6 +147,7 @@ class DVRConfig(NamedTuple):
     loss_game_coalitions: int = 16
     freeze_encoder: bool = False  # the released code's frozen sample encoder (compat ablation)
     loss_reward: str = "valid"  # or "batch": -sum of the pre-update batch losses (the released code's); loss only
+    loss_negatives: int = 16  # negatives per pair in the loss the valuator reads and fits (1: the triplet's own)
 
 
 LOSS_REWARDS = ("valid", "batch")
@@ -166,6 +167,8 @@ def check_config(cfg: DVRConfig) -> None:
         raise ValueError("pg_mode 'code' needs the reward every step (reward_interval 1)")
     if cfg.loss_reward not in LOSS_REWARDS:
         raise ValueError(f"loss_reward must be one of {', '.join(LOSS_REWARDS)}, got {cfg.loss_reward!r}")
+    if cfg.loss_negatives < 1:
+        raise ValueError(f"loss_negatives must be >= 1, got {cfg.loss_negatives}")
     if cfg.weight_mode == "dot" and cfg.estimator in ("loo", "counterfactual"):
         raise ValueError(f"estimator {cfg.estimator!r} needs sampled masks (weight_mode 'sample')")
 
@@ -289,6 +292,26 @@ def loss_game_grads(
     return jax.grad(game_loss)(vparams)
 
 
+def pair_losses(backbone: Backbone, ctx: Context, key: PRNGKey, n_negatives: int) -> Array:
+    """f32[B]: each pair's BPR loss averaged over its triplet's negative and n - 1 fresh ones.
+
+    With `n_negatives = 1` this is the triplet's own loss l_b (the paper's valuator input).
+    More negatives (uniform over the user's non-positives, at Theta_t, no gradient) make it
+    an estimate of the pair's expected loss under the sampler, the quantity that tells an
+    implausible pair from a plausible one, with less of the draw of one negative in it.
+    """
+    per_sample = ctx.forward.per_sample
+    if n_negatives == 1:
+        return per_sample
+    batch = ctx.batch
+    reps = jax.lax.stop_gradient(backbone.encode(ctx.learner.params, ctx.data.graph))
+    users = jnp.repeat(batch.users, n_negatives - 1)
+    negatives = sampler.sample_uniform_negatives(key, ctx.data.train, users)
+    neg = backbone.score_pairs(reps, users, negatives).reshape(batch.users.shape[0], n_negatives - 1)
+    extra = -jax.nn.log_sigmoid(jax.lax.stop_gradient(ctx.forward.pos)[:, None] - neg)
+    return jax.lax.stop_gradient((per_sample + jnp.sum(extra, axis=1)) / n_negatives)
+
+
 DVR_STREAMS = ("sample", "select", "dropout")  # the step's random streams, in split order
 DVR_LAYOUT = StateLayout(
     lambda state: (state.backbone, None, (state.valuator, state.adapter, state.pairs, state.accum)),
@@ -300,6 +323,7 @@ class _Valued(NamedTuple):
     """What the DVR weighter computed before the backbone steps (the valuator's forward, kept as VJPs)."""
 
     feats: Array
+    losses: Array
     prediction: Array
     probs: Array
     fixed_probs: Array
@@ -363,9 +387,10 @@ def make_dvr_weighter(
 
     def weights(parts, ctx: Context):
         valuator_state = parts[0]
-        batch, per_sample, k_select = ctx.batch, ctx.forward.per_sample, ctx.streams["select"]
+        batch, k_select = ctx.batch, ctx.streams["select"]
+        losses = pair_losses(backbone, ctx, jax.random.fold_in(k_select, 2), cfg.loss_negatives)
         pair_feats = backbone.pair_features(ctx.learner.params, batch.users, batch.pos_items, batch.neg_items)
-        feats = valuator_features(pair_feats, per_sample)
+        feats = valuator_features(pair_feats, losses)
 
         def value(vparams):
             out = valuator.forward(vparams, feats)
@@ -381,18 +406,18 @@ def make_dvr_weighter(
         coalition_preds, coalition_vjp = jax.vjp(
             lambda vp: jax.vmap(lambda m: valuator.output(vp, feats, m))(masks), valuator_state.params
         )
-        game_grads = loss_game_grads(valuator, valuator_state.params, feats, per_sample,
+        game_grads = loss_game_grads(valuator, valuator_state.params, feats, losses,
                                      jax.random.fold_in(k_select, 1), weight=cfg.loss_game_weight,
                                      coalitions=cfg.loss_game_coalitions)  # fmt: skip
         # Hypothetical backbone steps: one per mask (+ all selected for the counterfactual).
         rows = jnp.concatenate([masks, jnp.ones((1, masks.shape[1]), masks.dtype)]) if counterfactual else masks
-        valued = _Valued(feats, prediction, probs, fixed_probs, out, valuator_vjp, masks, coalition_preds,
+        valued = _Valued(feats, losses, prediction, probs, fixed_probs, out, valuator_vjp, masks, coalition_preds,
                          coalition_vjp, game_grads)  # fmt: skip
         return rows, valued
 
     def update(parts, v: _Valued, learners, ctx: Context):
         valuator_state, adapter_state, pair_values, accum = parts
-        data, params, per_sample = ctx.data, ctx.learner.params, ctx.forward.per_sample
+        data, params, per_sample, losses = ctx.data, ctx.learner.params, ctx.forward.per_sample, v.losses
         batch, masks, probs = per_sample.shape[0], v.masks, v.probs
         coalition_sizes = jnp.maximum(jnp.sum(masks, axis=1), 1.0)
         if cfg.influence:
@@ -408,7 +433,7 @@ def make_dvr_weighter(
 
         def coalition_targets(rewards):
             if cfg.reward == "loss":
-                return jax.vmap(lambda m: loss_target(per_sample, m))(masks)
+                return jax.vmap(lambda m: loss_target(losses, m))(masks)
             return metric_target(rewards[:n_masks])
 
         def head_loss(pred, p, coal, adv, rewards):
@@ -418,13 +443,13 @@ def make_dvr_weighter(
                 preds, targets, sizes = coal, coalition_targets(rewards), coalition_sizes
                 if counterfactual:
                     preds = jnp.concatenate([preds, pred[None]])
-                    targets = jnp.concatenate([targets, (loss_target(per_sample) if cfg.reward == "loss"
+                    targets = jnp.concatenate([targets, (loss_target(losses) if cfg.reward == "loss"
                                                          else metric_target(rewards[-1]))[None]])  # fmt: skip
                     sizes = jnp.concatenate([sizes, jnp.full((1,), batch, sizes.dtype)])
                 residual = (preds - jax.lax.stop_gradient(targets)) / sizes  # per sample of the coalition
                 total = total + cfg.alpha_mse * jnp.mean(jnp.square(residual))
             else:
-                target = loss_target(per_sample) if cfg.reward == "loss" else metric_target(rewards[0])
+                target = loss_target(losses) if cfg.reward == "loss" else metric_target(rewards[0])
                 total = total + cfg.alpha_mse * jnp.square(pred - target)
             if sampled and cfg.pg_mode == "reinforce":
                 log_probs = jax.vmap(lambda m, a: adapter.policy_loss(p, m, a))(masks, adv)
@@ -476,7 +501,7 @@ def make_dvr_weighter(
         finite = jnp.isfinite(jnp.sum(per_sample)) & jnp.isfinite(reward) & jnp.all(jnp.isfinite(out.shapley))
         metrics = {
             "reward": reward, "advantage": mean_adv, "mean_prob": jnp.mean(probs),
-            "selected": jnp.mean(masks[0]), "cosine": shapley_loss_cosine(out.shapley, per_sample),
+            "selected": jnp.mean(masks[0]), "cosine": shapley_loss_cosine(out.shapley, losses),
             "null_fraction": out.null_fraction, "zero_fraction": out.zero_fraction,
             "tied_fraction": out.tied_fraction, "spearman_influence": influence.spearman(out.shapley, infl),
             "finite": finite, "reward_due": due,
@@ -488,7 +513,7 @@ def make_dvr_weighter(
     def _accumulate(ctx, parts, v, learners, rewards_of, advantages, valuator_grads):
         """k > 1: add this batch's gradient pieces; update the valuator at the window's end."""
         valuator_state, adapter_state, accum = parts
-        params, per_sample, masks = ctx.learner.params, ctx.forward.per_sample, v.masks
+        params, losses, masks = ctx.learner.params, v.losses, v.masks
         prediction, probs, coalition_preds = v.prediction, v.probs, v.coalition_preds
         step_index = ctx.count
         zeros_coal = jnp.zeros_like(coalition_preds)
@@ -499,10 +524,10 @@ def make_dvr_weighter(
         def known(pred, p, coal):
             total = cfg.lambda_explore * adapter.exploration_penalty(p)
             if known_mse:
-                targets = jax.vmap(lambda m: loss_target(per_sample, m))(masks)
+                targets = jax.vmap(lambda m: loss_target(losses, m))(masks)
                 total = total + cfg.alpha_mse * jnp.mean(jnp.square((coal - targets) / coalition_sizes))
             elif cfg.reward == "loss":
-                total = total + cfg.alpha_mse * jnp.square(pred - loss_target(per_sample))
+                total = total + cfg.alpha_mse * jnp.square(pred - loss_target(losses))
             return total
 
         g_known = valuator_grads(jax.grad(known, argnums=(0, 1, 2))(prediction, probs, coalition_preds))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -137,7 +139,8 @@ def test_pair_values_accumulate_by_pair(rng):
 def test_accumulated_valuator_update_equals_the_gradient_over_the_window(rng):
     """reward_interval 2: one update from both batches, with one shared reward and advantage."""
     backbone, valuator, _, step, state, data, batches = _setup(rng, estimator="none", reward_interval=2,
-                                                               lambda_explore=1.0, loss_game_weight=0.0)  # fmt: skip
+                                                               lambda_explore=1.0, loss_game_weight=0.0,
+                                                               loss_negatives=1)  # the features rebuilt below  # fmt: skip
     state = state.replace(valuator=LearnerState.create(state.valuator.params, optax.sgd(1.0)))
     key = jax.random.key(4)
     state1, m0 = step(state, key, batches[0], data)
@@ -181,6 +184,46 @@ def test_dot_mode_weights_are_the_probabilities(rng):
     _, _, _, step, state, data, batches = _setup(rng, weight_mode="dot", estimator="ema")
     _, metrics = step(state, jax.random.key(2), batches[0], data)
     np.testing.assert_allclose(metrics["mask"], metrics["probs"], rtol=1e-6)
+
+
+def test_pair_losses_average_the_triplets_loss_and_fresh_negatives(rng):
+    """A NumPy oracle: mean over the triplet's own BPR loss and n - 1 negatives drawn with the same key."""
+    dataset = tiny_dataset(rng)
+    backbone = make_backbone("mf", dataset.n_users, dataset.n_items, dim=8)
+    params = backbone.init(jax.random.key(0))
+    arrays = sampler.make_train_arrays(dataset.train, dataset.n_users, dataset.n_items)
+    users, pos, neg = (jnp.asarray(dataset.train[:BATCH, 0]), jnp.asarray(dataset.train[:BATCH, 1]),
+                       jnp.asarray(rng.integers(0, dataset.n_items, BATCH), jnp.int32))  # fmt: skip
+    p_u, q = np.asarray(params["user"], np.float64), np.asarray(params["item"], np.float64)
+    s_pos = np.sum(p_u[users] * q[pos], 1)
+    own = np.log1p(np.exp(-(s_pos - np.sum(p_u[users] * q[neg], 1))))
+    forward = SimpleNamespace(per_sample=jnp.asarray(own, jnp.float32), pos=jnp.asarray(s_pos, jnp.float32))
+    ctx = SimpleNamespace(forward=forward, batch=SimpleNamespace(users=users, pos_items=pos, neg_items=neg),
+                          learner=SimpleNamespace(params=params), data=SimpleNamespace(train=arrays, graph=None))  # fmt: skip
+    key = jax.random.key(5)
+    np.testing.assert_array_equal(dvr.pair_losses(backbone, ctx, key, 1), forward.per_sample)
+    got = np.asarray(dvr.pair_losses(backbone, ctx, key, 4))
+    fresh = np.asarray(sampler.sample_uniform_negatives(key, arrays, jnp.repeat(users, 3))).reshape(BATCH, 3)
+    positives = {tuple(p) for p in dataset.train}
+    assert not any((int(u), int(j)) in positives for u, row in zip(users, fresh) for j in row)
+    extra = np.log1p(np.exp(-(s_pos[:, None] - np.einsum("bd,bkd->bk", p_u[users], q[fresh]))))
+    np.testing.assert_allclose(got, (own + extra.sum(1)) / 4, rtol=1e-5)
+
+
+def test_a_step_with_more_loss_negatives_feeds_the_valuator_another_loss(rng):
+    """Same data, batch and key: the valuator reads and fits another loss, so it ends elsewhere."""
+    del rng
+    outs = []
+    for n in (1, 8):
+        _, _, _, step, state, data, batches = _setup(np.random.default_rng(0), reward="loss", estimator="ema",
+                                                     loss_negatives=n)  # fmt: skip
+        outs.append(step(state, jax.random.key(2), batches[0], data))
+    (one, m_one), (eight, m_eight) = outs
+    assert float(m_one["cosine"]) != float(m_eight["cosine"])
+    assert any(bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(one.valuator.params),
+                                                     jax.tree.leaves(eight.valuator.params)))  # fmt: skip
+    with pytest.raises(ValueError, match="loss_negatives"):
+        dvr.check_config(dvr.DVRConfig(loss_negatives=0))
 
 
 def test_bad_estimator_combinations_are_rejected():
