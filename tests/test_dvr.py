@@ -138,9 +138,10 @@ def test_pair_values_accumulate_by_pair(rng):
 
 def test_accumulated_valuator_update_equals_the_gradient_over_the_window(rng):
     """reward_interval 2: one update from both batches, with one shared reward and advantage."""
+    # loss_negatives=1: the window loss below rebuilds the features from the triplets' own losses
     backbone, valuator, _, step, state, data, batches = _setup(rng, estimator="none", reward_interval=2,
                                                                lambda_explore=1.0, loss_game_weight=0.0,
-                                                               loss_negatives=1)  # the features rebuilt below  # fmt: skip
+                                                               loss_negatives=1)  # fmt: skip
     state = state.replace(valuator=LearnerState.create(state.valuator.params, optax.sgd(1.0)))
     key = jax.random.key(4)
     state1, m0 = step(state, key, batches[0], data)
@@ -198,8 +199,9 @@ def test_pair_losses_average_the_triplets_loss_and_fresh_negatives(rng):
     s_pos = np.sum(p_u[users] * q[pos], 1)
     own = np.log1p(np.exp(-(s_pos - np.sum(p_u[users] * q[neg], 1))))
     forward = SimpleNamespace(per_sample=jnp.asarray(own, jnp.float32), pos=jnp.asarray(s_pos, jnp.float32))
-    ctx = SimpleNamespace(forward=forward, batch=SimpleNamespace(users=users, pos_items=pos, neg_items=neg),
-                          learner=SimpleNamespace(params=params), data=SimpleNamespace(train=arrays, graph=None))  # fmt: skip
+    batch = SimpleNamespace(users=users, pos_items=pos, neg_items=neg)
+    ctx = SimpleNamespace(forward=forward, batch=batch, learner=SimpleNamespace(params=params),
+                          data=SimpleNamespace(train=arrays, graph=None))  # fmt: skip
     key = jax.random.key(5)
     np.testing.assert_array_equal(dvr.pair_losses(backbone, ctx, key, 1), forward.per_sample)
     got = np.asarray(dvr.pair_losses(backbone, ctx, key, 4))

@@ -11,7 +11,8 @@ maximum over epochs of test Recall@20 — so every run under it is marked leaky 
 `results.json`, its printed summary and the tables. Its other ingredients: the C_compat slot
 valuator with a frozen encoder, the code's value map γ(φ − min φ) with the probabilities as loss
 weights (`dot`), the `R · mean log w` surrogate without a baseline, the MSE on the full batch only
-(no loss game), the triplet's own loss as the valuator's input, and for DVR-Loss the pre-update batch loss as the reward.
+(no loss game), the triplet's own loss as the valuator's input, and for DVR-Loss the pre-update
+batch loss as the reward.
 """
 
 PRESETS: dict[str, dict] = {
