@@ -1,4 +1,7 @@
-"""Per-sample valuator inputs: stop-gradient ego embeddings and the per-sample BPR loss.
+"""Per-sample valuator inputs: stop-gradient ego embeddings and a per-sample BPR loss.
+
+The DVR step passes each pair's loss averaged over several negatives (`loss_negatives`,
+`dvr_jax.dvr.pair_losses`); with one negative it is the triplet's own loss, the paper's input.
 
 Reference: the authors' `main.py` (DVR input `[p_u; q_i; q_j; l_b]`, all detached);
 docs/algorithm.md §3.3. The valuator never back-propagates into the backbone, so both parts
@@ -19,7 +22,8 @@ def valuator_features(pair_features: Array, losses: Array) -> Array:
     Args:
       pair_features: f32[B, 3D] `backbone.pair_features(params, users, pos, neg)` (6D
         for NeuMF).
-      losses: f32[B] per-sample BPR losses at the current backbone parameters.
+      losses: f32[B] per-sample BPR losses at the current backbone parameters (the triplet's,
+        or the pair's averaged over several negatives).
 
     Returns:
       f32[B, F] with F = 3D + 1 (the loss is the last column).
