@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from dvr_jax import loop, sampler, sharding, train
+from dvr_jax import loop, sampler, sharding, train, warm_start
 from dvr_jax.backbones import make_mf
 from dvr_jax.config import ConfigError, make_config
 from dvr_jax.evaluation import evaluate, make_eval_arrays, topk_lists
@@ -142,13 +142,13 @@ def test_a_warm_start_reads_bpr_tables_padded_for_any_model_shards_into_this_run
         mesh = {"devices": 1, "processes": 1} | ({"model_shards": saved_shards} if saved_shards > 1 else {})
         (source / "config.json").write_text(json.dumps({"mesh": mesh}))
         for multiple in (1, 3, 8):  # this run's padding: none, 33 x 39 rows, 32 x 40 rows
-            params = loop.pretrained_params(source, make_mf(30, 37, dim=8, row_multiple=multiple), dataset)
+            params = warm_start.pretrained_params(source, make_mf(30, 37, dim=8, row_multiple=multiple), dataset)
             for name, n_rows in (("user", 30), ("item", 37)):
                 assert params[name].shape == (sharding.pad_rows(n_rows, multiple), 8)
                 np.testing.assert_array_equal(params[name][:n_rows], real[name])
                 assert not np.any(np.asarray(params[name][n_rows:]))
     with pytest.raises(checkpoint.CheckpointError, match="the user table in .* is 32 x 8, not this dataset's 35 x 8"):
-        loop.pretrained_params(source, make_mf(35, 37, dim=8), tiny_dataset(rng, n_users=35, n_items=37))
+        warm_start.pretrained_params(source, make_mf(35, 37, dim=8), tiny_dataset(rng, n_users=35, n_items=37))
 
 
 def test_aobpr_on_a_padded_mf_ranks_the_real_items_and_trains_like_the_unpadded_one(rng):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dvr_jax import loop
+from dvr_jax import loop, warm_start
 from dvr_jax.config import ConfigError, RunConfig, make_config
 from experiments import run
 from tests.helpers import tiny_dataset
@@ -59,5 +59,5 @@ def test_a_failing_warm_start_says_it_was_the_warm_start(tmp_path, monkeypatch):
 def test_pretrain_batch_is_bprs_own_capped_at_the_training_pairs(tmp_path):
     cfg = _tiny_config(tmp_path, reward="loss", batch_size=None)
     assert cfg.batch_size == 1000  # DVR-Loss's default ...
-    assert loop._pretrain_config(cfg).batch_size == 5000  # ... the warm start keeps BPR's
-    assert loop._pretrain_config(cfg, n_pairs=700).batch_size == 700
+    assert warm_start.pretrain_config(cfg).batch_size == 5000  # ... the warm start keeps BPR's
+    assert warm_start.pretrain_config(cfg, n_pairs=700).batch_size == 700
