@@ -299,6 +299,8 @@ def pair_losses(backbone: Backbone, ctx: Context, key: PRNGKey, n_negatives: int
     More negatives (uniform over the user's non-positives, at Theta_t, no gradient) make it
     an estimate of the pair's expected loss under the sampler, the quantity that tells an
     implausible pair from a plausible one, with less of the draw of one negative in it.
+    The fresh negatives are scored on one more `encode` at Theta_t (for graph backbones one
+    more propagation) without dropout; the triplet's own term is the step's forward.
     """
     per_sample = ctx.forward.per_sample
     if n_negatives == 1:
