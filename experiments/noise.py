@@ -256,9 +256,10 @@ def _check_reusable(cfg: RunConfig, workdir: pathlib.Path, planting: dict[str, A
         raise ConfigError(f"{workdir} holds a run on other planted data; delete it or choose another --out")
     mine = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "progress", "overwrite", "export")}
     diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
-    if diff:
-        raise ConfigError(f"{workdir} holds a run with another config ({', '.join(diff)}); "
-                          "delete it or choose another --out")  # fmt: skip
+    older = sorted(k for k in mine if k not in saved)  # options added since: the run's values are unknown
+    if diff or older:
+        what = ", ".join(diff + [f"{k} (newer than the run)" for k in older])
+        raise ConfigError(f"{workdir} holds a run with another config ({what}); delete it or choose another --out")
 
 
 def backbone_scores(cfg: RunConfig, dataset: Dataset, seed: int) -> dict[str, np.ndarray]:

@@ -243,6 +243,29 @@ def test_presets_and_extras_reach_each_method_with_the_fields_it_takes(tmp_path)
     assert (dvr.options.slot_variant, dvr.options.reward_split, dvr.options.reward_k) == ("C_compat", "test", 5)
 
 
+def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path):
+    from dvr_jax.config import ConfigError
+    from experiments.noise import _check_reusable, parser, run_config
+
+    args = parser().parse_args(["--dataset", "lastfm", "--methods", "dvr-loss", "--out", str(tmp_path)])
+    cfg = run_config(args, "dvr-loss", 0, tmp_path)
+    run = tmp_path / "dvr-loss-s0"
+    run.mkdir()
+    (run / "planting.json").write_text(json.dumps({"source_hash": "abc"}))
+    saved = cfg.to_dict()
+    (run / "config.json").write_text(json.dumps(saved))
+    _check_reusable(cfg, run, {"source_hash": "abc"})  # the same: reused
+    with pytest.raises(ConfigError, match="other planted data"):
+        _check_reusable(cfg, run, {"source_hash": "xyz"})
+    (run / "config.json").write_text(json.dumps({**saved, "loss_negatives": 1}))
+    with pytest.raises(ConfigError, match=r"another config \(loss_negatives\)"):
+        _check_reusable(cfg, run, {"source_hash": "abc"})
+    del saved["loss_negatives"]  # a run made before the option existed: its value is unknown
+    (run / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"loss_negatives \(newer than the run\)"):
+        _check_reusable(cfg, run, {"source_hash": "abc"})
+
+
 def test_cli_options_parse():
     from dvr_jax.config import ConfigError
     from experiments.noise import default_out, default_reference, method_fields, parse_extra, run_dir_name
