@@ -261,6 +261,8 @@ def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path):
     with pytest.raises(ConfigError, match=r"another config \(loss_negatives\)"):
         _check_reusable(cfg, run, {"source_hash": "abc"})
     del saved["loss_negatives"]  # a run made before the option existed: its value is unknown
+    (run / "config.json").write_text(json.dumps({k: v for k, v in cfg.to_dict().items() if k != "coordinator"}))
+    _check_reusable(cfg, run, {"source_hash": "abc"})  # but a newer placement field does not matter
     (run / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match=r"loss_negatives \(newer than the run\)"):
         _check_reusable(cfg, run, {"source_hash": "abc"})
