@@ -278,6 +278,9 @@ class RunConfig:
 
 # Where a run executes, not what it computes: a run may resume with other values of these.
 PLACEMENT_FIELDS = ("devices", "distributed", "coordinator", "num_processes", "process_id")
+# Fields that say how a run is carried out (where, resumed, shown, exported), never what comes out:
+# a resumed or reused run may differ in them.
+HOW_TO_RUN_FIELDS = ("resume", "progress", "overwrite", "export", *PLACEMENT_FIELDS)
 
 FIELDS: Mapping[str, dataclasses.Field] = types.MappingProxyType(
     {f.name: f for f in dataclasses.fields(RunConfig) if not f.metadata.get("nested")}

@@ -67,8 +67,8 @@ from dvr_jax import noise
 from dvr_jax.checkpoint import CheckpointError
 from dvr_jax.config import (
     FIELDS,
+    HOW_TO_RUN_FIELDS,
     METHODS,
-    PLACEMENT_FIELDS,
     REWARDS,
     ConfigError,
     RunConfig,
@@ -264,9 +264,7 @@ def _check_reusable(cfg: RunConfig, workdir: pathlib.Path, planting: dict[str, A
                           f"delete it or choose another --out ({err})") from err  # fmt: skip
     if saved_planting.get("source_hash") != planting["source_hash"]:
         raise ConfigError(f"{workdir} holds a run on other planted data; delete it or choose another --out")
-    # Not compared: what only says how to run (where, resumed, shown, exported), never what comes out.
-    how = ("resume", "progress", "overwrite", "export", *PLACEMENT_FIELDS)
-    mine = {k: v for k, v in cfg.to_dict().items() if k not in how}
+    mine = {k: v for k, v in cfg.to_dict().items() if k not in HOW_TO_RUN_FIELDS}
     diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
     older = sorted(k for k in mine if k not in saved)  # options added since: the run's values are unknown
     if diff or older:
