@@ -202,6 +202,7 @@ def _check_workdir(cfg: RunConfig, workdir: pathlib.Path) -> bool:
                 raise checkpoint.CheckpointError(f"--resume: cannot read {workdir / 'config.json'}: {err}") from err
             mine = {k: v for k, v in cfg.to_dict().items() if k not in HOW_TO_RUN_FIELDS}  # may resume elsewhere
             diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
+            diff += [f"{k} (newer than the run)" for k in sorted(mine) if k not in saved]  # its value is unknown
             if diff:
                 raise ConfigError(f"--resume with a different config than {workdir}/config.json: {', '.join(diff)}")
         if not resumable:
