@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import pathlib
@@ -100,14 +101,31 @@ def _saved_config(run_dir: pathlib.Path):
 
 
 def train_reduced(base_cfg, dataset, out: pathlib.Path, extra: dict[str, Any]) -> dict[str, Any]:
-    """BPR from scratch on `dataset` into `out` (reused when finished); its results."""
+    """BPR from scratch on `dataset` into `out` (reused when finished on the same pairs); its results.
+
+    `<out>/kept.json` records a hash of the kept training pairs, so a finished run is reused only
+    when the same pairs were removed (a study whose values changed retrains, or says so).
+
+    Raises:
+      ConfigError: `out` holds a finished run on other kept pairs, or one without `kept.json`.
+    """
+    kept_hash = hashlib.sha256(np.ascontiguousarray(dataset.train, np.int32).tobytes()).hexdigest()
     if (out / "results.json").exists():
+        try:
+            saved = json.loads((out / "kept.json").read_text())["train_hash"]
+        except (OSError, json.JSONDecodeError, KeyError):
+            saved = None
+        if saved != kept_hash:
+            raise ConfigError(f"{out} holds a run on other training pairs (or an unrecorded set); "
+                              "delete it or choose another --out")  # fmt: skip
         return json.loads((out / "results.json").read_text())
     from dvr_jax.loop import train_and_evaluate  # noqa: PLC0415  (JAX only when training)
 
     cfg = base_cfg.replace(out=str(out), warm_start="none", resume=False, overwrite=True, progress=False,
                            plots=False, **extra)  # fmt: skip
-    return train_and_evaluate(cfg, dataset=dataset, report=False)
+    results = train_and_evaluate(cfg, dataset=dataset, report=False)
+    write_atomic(out / "kept.json", json.dumps({"train_hash": kept_hash}))
+    return results
 
 
 def _recalls(rows: list[dict[str, Any]], scorer: str, share: float, split: str) -> list[float]:

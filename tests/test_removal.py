@@ -72,4 +72,8 @@ def test_removal_cli_smoke(real_data_dir, tmp_path):
     assert "dvr_value (test Recall@20)" in (out / "removal.md").read_text()
     assert (out / "removal.png").read_bytes().startswith(b"\x89PNG")
     assert removal.main(argv) == 0  # every run reused
+    other = (out / "model_score-0.2-s0" / "kept.json").read_text()
+    assert other != (out / "dvr_value-0.2-s0" / "kept.json").read_text()  # other pairs removed
+    (out / "dvr_value-0.2-s0" / "kept.json").write_text(other)  # as if the study's values had changed
+    assert removal.main(argv) == 2  # not reused on other pairs
     assert removal.main(["--from", str(tmp_path / "nothing")]) == 2
