@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import numbers
 import operator
@@ -281,6 +282,9 @@ PLACEMENT_FIELDS = ("devices", "distributed", "coordinator", "num_processes", "p
 # Fields that say how a run is carried out (where, resumed, shown, exported), never what comes out:
 # a resumed or reused run may differ in them.
 HOW_TO_RUN_FIELDS = ("resume", "progress", "overwrite", "export", *PLACEMENT_FIELDS)
+# Fields added with a default that changed what runs do: the value every run written before the
+# field existed had. Every other field was added with the earlier behaviour as its default.
+VALUES_BEFORE_FIELD: Mapping[str, Any] = types.MappingProxyType({"loss_negatives": 1})
 
 FIELDS: Mapping[str, dataclasses.Field] = types.MappingProxyType(
     {f.name: f for f in dataclasses.fields(RunConfig) if not f.metadata.get("nested")}
@@ -419,3 +423,33 @@ def _type_problem(kind: Any, value: Any) -> str | None:
     if kind not in checks:
         raise TypeError(f"config fields cannot be of type {kind}")  # a declaration error, not user input
     return None if checks[kind] else f"must be {kind.__name__}, got {value!r}"
+
+
+def _saved_default(name: str) -> Any:
+    """The value a run written before field `name` existed had (a sentinel for an unknown name)."""
+    if name in VALUES_BEFORE_FIELD:
+        return VALUES_BEFORE_FIELD[name]
+    known = all_options()
+    field = FIELDS.get(name) or (known[name][1] if name in known else None)
+    if field is None or field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+        return _UNKNOWN
+    return field.default if field.default is not dataclasses.MISSING else field.default_factory()
+
+
+_UNKNOWN = object()
+
+
+def config_differences(mine: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
+    """The fields of `mine` (a `RunConfig.to_dict()`) whose value a saved `config.json` does not share.
+
+    HOW_TO_RUN_FIELDS never count. A field missing from `saved` was added after the run was
+    written: the run had `VALUES_BEFORE_FIELD`'s value for it, else the field's default.
+    """
+    differ = []
+    for name, value in mine.items():
+        if name in HOW_TO_RUN_FIELDS:
+            continue
+        theirs = saved[name] if name in saved else _saved_default(name)
+        if theirs is _UNKNOWN or json.dumps(theirs, default=str) != json.dumps(value, default=str):
+            differ.append(name)
+    return sorted(differ)

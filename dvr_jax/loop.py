@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from dvr_jax import checkpoint, distributed, export, plots, registry, rundir, sampler, sharding, warm_start
 from dvr_jax.backbones import Backbone, make_backbone
 from dvr_jax.builders import run_valuator  # noqa: F401  (re-exported: the valuator of a run's config)
-from dvr_jax.config import HOW_TO_RUN_FIELDS, PLACEMENT_FIELDS, ConfigError, RunConfig, leaky_ingredients
+from dvr_jax.config import PLACEMENT_FIELDS, ConfigError, RunConfig, config_differences, leaky_ingredients
 from dvr_jax.data import DataError, load_dataset
 from dvr_jax.data.dataset import Dataset
 from dvr_jax.errors import RunInterrupted, TrainingDiverged
@@ -200,9 +200,7 @@ def _check_workdir(cfg: RunConfig, workdir: pathlib.Path) -> bool:
                 saved = json.loads((workdir / "config.json").read_text())
             except (OSError, json.JSONDecodeError) as err:
                 raise checkpoint.CheckpointError(f"--resume: cannot read {workdir / 'config.json'}: {err}") from err
-            mine = {k: v for k, v in cfg.to_dict().items() if k not in HOW_TO_RUN_FIELDS}  # may resume elsewhere
-            diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
-            diff += [f"{k} (newer than the run)" for k in sorted(mine) if k not in saved]  # its value is unknown
+            diff = config_differences(cfg.to_dict(), saved)  # may resume elsewhere: placement never counts
             if diff:
                 raise ConfigError(f"--resume with a different config than {workdir}/config.json: {', '.join(diff)}")
         if not resumable:

@@ -67,12 +67,12 @@ from dvr_jax import noise
 from dvr_jax.checkpoint import CheckpointError
 from dvr_jax.config import (
     FIELDS,
-    HOW_TO_RUN_FIELDS,
     METHODS,
     REWARDS,
     ConfigError,
     RunConfig,
     all_options,
+    config_differences,
     make_config,
     option_names,
 )
@@ -264,12 +264,10 @@ def _check_reusable(cfg: RunConfig, workdir: pathlib.Path, planting: dict[str, A
                           f"delete it or choose another --out ({err})") from err  # fmt: skip
     if saved_planting.get("source_hash") != planting["source_hash"]:
         raise ConfigError(f"{workdir} holds a run on other planted data; delete it or choose another --out")
-    mine = {k: v for k, v in cfg.to_dict().items() if k not in HOW_TO_RUN_FIELDS}
-    diff = sorted(k for k in mine if k in saved and json.dumps(saved[k]) != json.dumps(mine[k]))
-    older = sorted(k for k in mine if k not in saved)  # options added since: the run's values are unknown
-    if diff or older:
-        what = ", ".join(diff + [f"{k} (newer than the run)" for k in older])
-        raise ConfigError(f"{workdir} holds a run with another config ({what}); delete it or choose another --out")
+    diff = config_differences(cfg.to_dict(), saved)
+    if diff:
+        raise ConfigError(f"{workdir} holds a run with another config ({', '.join(diff)}); "
+                          "delete it or choose another --out")  # fmt: skip
 
 
 def backbone_scores(cfg: RunConfig, dataset: Dataset, seed: int) -> dict[str, np.ndarray]:

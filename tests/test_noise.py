@@ -260,11 +260,12 @@ def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path):
     (run / "config.json").write_text(json.dumps({**saved, "loss_negatives": 1}))
     with pytest.raises(ConfigError, match=r"another config \(loss_negatives\)"):
         _check_reusable(cfg, run, {"source_hash": "abc"})
-    del saved["loss_negatives"]  # a run made before the option existed: its value is unknown
-    (run / "config.json").write_text(json.dumps({k: v for k, v in cfg.to_dict().items() if k != "coordinator"}))
-    _check_reusable(cfg, run, {"source_hash": "abc"})  # but a newer placement field does not matter
+    older = {k: v for k, v in cfg.to_dict().items() if k not in ("coordinator", "loss_game_coalitions")}
+    (run / "config.json").write_text(json.dumps(older))  # written before these fields: placement, default
+    _check_reusable(cfg, run, {"source_hash": "abc"})
+    del saved["loss_negatives"]  # runs written before it existed read each triplet's own loss (1), not 16
     (run / "config.json").write_text(json.dumps(saved))
-    with pytest.raises(ConfigError, match=r"loss_negatives \(newer than the run\)"):
+    with pytest.raises(ConfigError, match=r"another config \(loss_negatives\)"):
         _check_reusable(cfg, run, {"source_hash": "abc"})
 
 

@@ -88,9 +88,9 @@ def test_a_folder_without_a_finished_checkpoint_does_not_block_a_rerun(real_data
     assert run.main(_args(real_data_dir, out, "--epochs", "3", "--resume")) == 2  # the config check stays
     assert "different config" in capsys.readouterr().err
     saved = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "select_metric"}))
-    assert run.main(_args(real_data_dir, out, "--epochs", "2", "--resume")) == 2  # written before the field
-    assert "select_metric (newer than the run)" in capsys.readouterr().err
+    (out / "config.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "epochs"}))
+    assert run.main(_args(real_data_dir, out, "--epochs", "2", "--resume")) == 2  # without it: the default, 2000
+    assert "different config than" in capsys.readouterr().err
     (out / "config.json").write_text(json.dumps(saved))
     assert run.main(_args(real_data_dir, out, "--epochs", "2", "--resume")) == 0
     assert "no finished checkpoint" in capsys.readouterr().err
