@@ -8,6 +8,7 @@ caller's layout: padded for any number of model shards, and straight into their 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -29,18 +30,22 @@ from dvr_jax.methods import make_bpr_method
 
 PRETRAIN_KEYS = ("dataset", "data_dir", "kcore", "split_seed", "backbone", "embedding_dim", "learning_rate",
                  "reduction", "valid_interval", "patience", "select_metric", "seed")  # fmt: skip
+_DEFAULT_REWARD = {field.name: field.default for field in dataclasses.fields(RunConfig)}["reward"]
 
 
 def pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
     """The warm start's BPR run: BPR's own batch size (capped at `n_pairs`), not the caller's.
 
-    It is always an honest run (validation-selected), also under a leaky `select_split`.
+    It is always an honest run (validation-selected), also under a leaky `select_split`, and
+    carries the default reward (BPR reads none), so its config is that of a plain BPR run of the
+    same settings (`experiments/noise.py` reuses one for the other).
 
     DVR-Loss and DVR-Recall of one seed then share one BPR checkpoint although their batch
     sizes differ; on data with fewer training pairs than BPR's batch, the batch is all pairs.
     """
     bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
-                      export=False, epochs=cfg.pretrain_epochs or cfg.epochs, select_split="valid")  # fmt: skip
+                      export=False, epochs=cfg.pretrain_epochs or cfg.epochs, select_split="valid",
+                      reward=_DEFAULT_REWARD)  # fmt: skip
     if n_pairs is not None and bpr.batch_size > n_pairs:
         multiple = (cfg.devices or jax.local_device_count()) * jax.process_count()  # still divides over the mesh
         bpr = bpr.replace(batch_size=max(multiple, n_pairs - n_pairs % multiple))

@@ -13,6 +13,9 @@ Methods (the name fixes the warm start; there is no --warm-start flag):
   tce, rce, ...        another baseline, from scratch.
 
 All warm-started methods of one seed share one BPR checkpoint, under `<out>/pretrained/`.
+When `bpr` is among the methods and its config is that of the warm start's BPR run (no
+`--batch-size`, no `pretrain_epochs`), the two are one run: whichever finished first is copied
+into the other's folder instead of being trained twice (`share_bpr_run`).
 
 For each seed the dataset's training split gets round(share * |train|) uniformly random
 (user, item) pairs (`dvr_jax.noise.plant_random_pairs`, seeded by the seed; "replace"
@@ -57,6 +60,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import shutil
 import sys
 from typing import Any
 
@@ -252,6 +256,41 @@ def train_or_reuse(cfg: RunConfig, dataset: Dataset, planting: dict[str, Any]) -
     results = train_and_evaluate(cfg, dataset=dataset)
     write_json(workdir / "planting.json", planting)
     return results
+
+
+def share_bpr_run(bpr: RunConfig, warm: RunConfig, dataset: Dataset, planting: dict[str, Any]) -> bool:
+    """Copies the finished one of (the seed's `bpr` run, the warm start of `warm`) into the other's folder.
+
+    Only when the other has no `results.json` and the two configs agree in every field but
+    `out` (`config_differences`, against the finished run's saved `config.json`); the copy
+    gets its own `out` in `config.json`, the `bpr` folder also `planting.json`, and appears
+    whole or not at all (copied beside, then renamed). Returns whether it copied.
+    """
+    from dvr_jax import warm_start  # noqa: PLC0415  (JAX only when training)
+
+    folder = warm_start.pretrained_dir(warm, dataset)
+    twin = warm_start.pretrain_config(warm, len(dataset.train)).replace(out=str(folder))
+    pairs = ((pathlib.Path(bpr.out), twin), (folder, bpr))
+    for source, target in pairs:
+        target_dir = pathlib.Path(target.out)
+        if (target_dir / "results.json").exists() or not (source / "results.json").exists():
+            continue
+        try:
+            saved = json.loads((source / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if config_differences({k: v for k, v in target.to_dict().items() if k != "out"}, saved):
+            continue
+        partial = target_dir.with_name(target_dir.name + ".copying")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(source, partial, ignore=shutil.ignore_patterns("run.lock", "planting.json", "noise.json"))
+        write_json(partial / "config.json", {**saved, "out": target.out})
+        if target is bpr:
+            write_json(partial / "planting.json", planting)
+        shutil.rmtree(target_dir, ignore_errors=True)  # an unfinished run of its own
+        partial.rename(target_dir)
+        return True
+    return False
 
 
 def _check_reusable(cfg: RunConfig, workdir: pathlib.Path, planting: dict[str, Any]) -> None:
@@ -618,12 +657,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = pathlib.Path(args.out) if args.out else default_out(args.dataset, args.mode, args.share)
     clean = load_dataset(args.dataset, args.data_dir, kcore=None, split_seed=2024)
     records = []
+    warm = next((m for m in methods if method_fields(m)["warm_start"] == "auto"), None)
     for seed in args.seeds:
         dataset, planted = plant(clean, args.share, seed, args.mode)
         planting = {"share": args.share, "mode": None if clean_data else args.mode, "seed": seed,
                     "planted": int(planted.sum()), "source_hash": dataset.source_hash,
                     "clean_source_hash": clean.source_hash}  # fmt: skip
         for method in methods:
+            if "bpr" in methods and warm is not None:
+                share_bpr_run(run_config(args, "bpr", seed, out), run_config(args, warm, seed, out), dataset, planting)
             cfg = run_config(args, method, seed, out)
             results = train_or_reuse(cfg, dataset, planting)
             records.append(score_run(cfg, method, dataset, planted, results))

@@ -269,6 +269,39 @@ def test_a_finished_run_is_reused_only_with_the_same_config(tmp_path):
         _check_reusable(cfg, run, {"source_hash": "abc"})
 
 
+def test_the_bpr_run_and_the_warm_start_are_trained_once(tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from dvr_jax import warm_start
+    from experiments.noise import parser, run_config, share_bpr_run
+
+    def configs(*flags):
+        args = parser().parse_args(["--dataset", "lastfm", "--methods", "bpr", "dvr-loss", "--out", str(tmp_path),
+                                    "--extra", "valid_interval=5", *flags])  # fmt: skip
+        return run_config(args, "bpr", 0, tmp_path), run_config(args, "dvr-loss", 0, tmp_path)
+
+    bpr, dvr = configs()
+    dataset, planting = SimpleNamespace(train=np.zeros((40_000, 2)), source_hash="abc"), {"source_hash": "abc"}
+    folder, run = warm_start.pretrained_dir(dvr, dataset), tmp_path / "bpr-s0"
+    assert not share_bpr_run(bpr, dvr, dataset, planting)  # nothing finished
+    (run / "checkpoints" / "best").mkdir(parents=True)
+    for name, content in (("config.json", bpr.to_dict()), ("results.json", {}), ("run.lock", {})):
+        (run / name).write_text(json.dumps(content))
+    assert share_bpr_run(bpr, dvr, dataset, planting)  # bpr finished first: it becomes the warm start
+    assert (folder / "checkpoints" / "best").is_dir() and not (folder / "run.lock").exists()
+    assert json.loads((folder / "config.json").read_text())["out"] == str(folder)
+    assert not share_bpr_run(bpr, dvr, dataset, planting)  # both finished
+    shutil.rmtree(run)
+    assert share_bpr_run(bpr, dvr, dataset, planting)  # the warm start finished first: it becomes bpr
+    assert json.loads((run / "planting.json").read_text()) == planting
+    assert json.loads((run / "config.json").read_text())["out"] == str(run)
+    shutil.rmtree(run)
+    other, _ = configs("--batch-size", "1024")  # not the warm start's batch: trained on its own
+    assert not share_bpr_run(other, dvr, dataset, planting) and not run.exists()
+    assert not list(tmp_path.glob("*.copying")) and not list(folder.parent.glob("*.copying"))
+
+
 def test_cli_options_parse():
     from dvr_jax.config import ConfigError
     from experiments.noise import default_out, default_reference, method_fields, parse_extra, run_dir_name

@@ -61,3 +61,4 @@ def test_pretrain_batch_is_bprs_own_capped_at_the_training_pairs(tmp_path):
     assert cfg.batch_size == 1000  # DVR-Loss's default ...
     assert warm_start.pretrain_config(cfg).batch_size == 5000  # ... the warm start keeps BPR's
     assert warm_start.pretrain_config(cfg, n_pairs=700).batch_size == 700
+    assert warm_start.pretrain_config(cfg).reward == "recall"  # the default: a plain BPR run's config
