@@ -39,7 +39,7 @@ def data_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else REPO.parent / "shared" / "data"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> pathlib.Path:
     """Real datasets; skips only when absent (CI fails on such a skip, see .ci/run)."""
     path = data_dir()

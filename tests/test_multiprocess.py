@@ -79,13 +79,20 @@ def _assert_close(got: dict[str, float], want: dict[str, float]) -> None:
         assert abs(got[key] - want[key]) <= TOLERANCE, (key, got[key], want[key])
 
 
-@pytest.mark.slow
-def test_dvr_over_two_processes_equals_one_process(real_data_dir, tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
+@pytest.fixture(scope="module")
+def one_process_run(real_data_dir, tmp_path_factory) -> pathlib.Path:
+    """The 3-epoch DVR-Recall run in one process on one device: the reference of the runs over two."""
+    one = tmp_path_factory.mktemp("one-process") / "run"
     assert run.main(_flags(real_data_dir, one)) == 0
+    return one
+
+
+@pytest.mark.slow
+def test_dvr_over_two_processes_equals_one_process(real_data_dir, one_process_run, tmp_path):
+    two = tmp_path / "two"
     main, other = launch(_flags(real_data_dir, two), tmp_path)
     assert main["status"] == other["status"] == 0
-    _assert_close(_test_metrics(two), _test_metrics(one))
+    _assert_close(_test_metrics(two), _test_metrics(one_process_run))
     saved = json.loads((two / "config.json").read_text())
     assert saved["mesh"] == {"devices": 4, "processes": 2} and saved["num_processes"] == 2
     # Process 0 wrote the run directory and printed the summary; process 1 changed nothing there and printed nothing.
@@ -94,6 +101,18 @@ def test_dvr_over_two_processes_equals_one_process(real_data_dir, tmp_path):
     assert {p.name for p in two.iterdir()} == RUN_FILES | {"checkpoints"}
     assert "recall@20" in main["stdout"] and "epoch 3:" in main["stderr"]
     assert "recall@20" not in other["stdout"] and "epoch" not in other["stderr"]
+
+
+@pytest.mark.slow
+def test_tables_split_over_two_processes_equal_one_process(real_data_dir, one_process_run, tmp_path):
+    """--model-shards 2 on 2 processes x 2 devices: each model group of the 2 x 2 mesh lies in one process."""
+    split = tmp_path / "split"
+    main, other = launch([*_flags(real_data_dir, split), "--model-shards", "2"], tmp_path)
+    assert main["status"] == other["status"] == 0
+    _assert_close(_test_metrics(split), _test_metrics(one_process_run))
+    assert json.loads((split / "config.json").read_text())["mesh"] == {"devices": 4, "model_shards": 2,
+                                                                       "processes": 2}  # fmt: skip
+    assert other["writes"] == []
 
 
 @pytest.mark.slow
