@@ -47,7 +47,7 @@ class DVROptions:
     mse_target: Literal["coalition", "batch"] = option("coalition", "valuator MSE on the trained coalitions, "
                                                        "or only on the full batch (the paper's)")  # fmt: skip
     influence: bool = option(True, "compute every triplet's first-order influence on the validation loss")
-    loss_game_weight: float = option(1.0, "weight of the loss game fitted on random coalitions; "
+    loss_game_weight: float = option(10.0, "weight of the loss game fitted on random coalitions; "
                                      "0: the reward alone trains the valuator", min=0)  # fmt: skip
     loss_game_coalitions: int = option(16, "random coalitions per step for the loss game", min=1)
     loss_negatives: int = option(16, "negatives per pair in the loss the valuator reads and fits: the triplet's "

@@ -143,7 +143,7 @@ class DVRConfig(NamedTuple):
     num_masks: int = 4
     mse_target: str = "coalition"
     influence: bool = True
-    loss_game_weight: float = 1.0
+    loss_game_weight: float = 10.0
     loss_game_coalitions: int = 16
     freeze_encoder: bool = False  # the released code's frozen sample encoder (compat ablation)
     loss_reward: str = "valid"  # or "batch": -sum of the pre-update batch losses (the released code's); loss only
