@@ -22,7 +22,8 @@ the metric while random removal lowers it, the scorer's values carry information
 
 Outputs in `--out` (default `<from>/removal`): one run directory per (scorer, share, seed)
 (finished runs are reused), `removal.csv` (scorer, share, seed, removed, planted_removed,
-valid/test metrics), `removal.md` (mean ± std over seeds) and, with matplotlib, `removal.png`.
+valid/test metrics), `removal.md` (mean ± std over seeds; the change of test Recall@20 from 0 % removed, paired per
+seed, with its t-test p and the planted share of the removed pairs) and, with matplotlib, `removal.png`.
 """
 
 from __future__ import annotations
@@ -144,7 +145,24 @@ def summary_markdown(rows: list[dict[str, Any]], scorers, shares) -> str:
                 got = _recalls(rows, scorer, share, split)
                 cells.append(f"{100 * np.mean(got):.2f} ± {100 * np.std(got):.2f}" if got else "–")
             lines.append(f"| {scorer} ({split} Recall@20) | " + " | ".join(cells) + " |")
+    for scorer in scorers:  # change from 0 % removed, paired per seed (t-test p), and planted share removed
+        cells = []
+        for share in shares:
+            cells.append(_paired_cell(rows, scorer, share) if share > 0 else "–")
+        lines.append(f"| {scorer} (Δ test Recall@20 (p); planted among removed) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _paired_cell(rows: list[dict[str, Any]], scorer: str, share: float) -> str:
+    """Δ test Recall@20 in points against the same seeds' 0 % run (t-test p), and the planted share removed."""
+    base = {r["seed"]: r["test_recall@20"] for r in rows if r["share"] == 0}
+    cell = [r for r in rows if r["scorer"] == scorer and r["share"] == share and r["seed"] in base]
+    if not cell:
+        return "–"
+    stats = noise.paired_comparison([r["test_recall@20"] for r in cell], [base[r["seed"]] for r in cell])
+    p = "–" if stats["t_pvalue"] is None else f"{stats['t_pvalue']:.2f}"
+    planted = np.mean([r["planted_removed"] / r["removed"] for r in cell])
+    return f"{100 * stats['mean_difference']:+.2f} ({p}); {100 * planted:.0f} %"
 
 
 def draw(rows: list[dict[str, Any]], scorers, shares, path: pathlib.Path, title: str) -> bool:

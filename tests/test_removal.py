@@ -52,6 +52,21 @@ def test_remove_lowest_hand_computed_and_bad_input():
 
 
 @pytest.mark.slow
+def test_removal_summary_pairs_each_share_with_the_seeds_0_percent_run():
+    from experiments.removal import summary_markdown
+
+    def row(scorer, share, seed, test, planted=0, removed=1):
+        return {"scorer": scorer, "share": share, "seed": seed, "removed": removed, "planted_removed": planted,
+                "valid_recall@20": test, "test_recall@20": test}  # fmt: skip
+
+    rows = [row("none", 0.0, 0, 0.30), row("none", 0.0, 1, 0.40),
+            row("random", 0.1, 0, 0.31, 1, 4), row("random", 0.1, 1, 0.43, 2, 4)]  # fmt: skip
+    markdown = summary_markdown(rows, ["random"], [0.0, 0.1])
+    # differences +1 and +3 points: mean +2, t = 2 / (sqrt(2) / sqrt(2)) = 2 on 1 df, p = 0.295; planted 1/4, 2/4
+    assert "| random (Δ test Recall@20 (p); planted among removed) | – | +2.00 (0.30); 38 % |" in markdown
+    assert "| random (test Recall@20) | 35.00 ± 5.00 | 37.00 ± 6.00 |" in markdown
+
+
 def test_removal_cli_smoke(real_data_dir, tmp_path):
     source = tmp_path / "noise"
     argv = ["--dataset", "ml-100k", "--data-dir", str(real_data_dir), "--methods", "bpr", "dvr-loss", "--seeds", "0",
