@@ -25,6 +25,7 @@ from dvr_jax.evaluation.ranking import pad_chunks
 from dvr_jax.methods import make_bpr_method, make_dvr_method, make_pop_method
 from dvr_jax.registry import BuildContext, Built, MethodEntry, register_method
 from dvr_jax.valuator import Valuator, make_valuator
+from dvr_jax.warm_start import pretrain_config
 
 # --- each method's options (flat names: the entry's prefix + the field name) ---------------------
 
@@ -52,6 +53,11 @@ class DVROptions:
     loss_game_coalitions: int = option(16, "random coalitions per step for the loss game", min=1)
     loss_negatives: int = option(16, "negatives per pair in the loss the valuator reads and fits: the triplet's "
                                  "own and n - 1 fresh uniform ones (1: the triplet's loss)", min=1)  # fmt: skip
+    update_scale: Literal["bpr", "sum"] = option(
+        "bpr",
+        "bpr: the selected pairs' summed loss scaled to count as the warm start's BPR batch, so the "
+        "backbone's weight decay weighs against it as in BPR; sum: the plain sum (the released code's)",
+    )
     interaction_rank: int = option(8, "sample game: rank of the interaction dividends", min=1)
     max_order: int = option(2, "sample game: highest interaction order", min=1, max=4)
     h_dim: int | None = option(
@@ -181,7 +187,20 @@ def _dvr_defaults(cfg: RunConfig) -> dict:
     return {"batch_size": 1000 if cfg.reward == "loss" else 5000, "warm_start": "auto", "h_dim": h_dim}
 
 
-def _dvr_config(cfg: RunConfig) -> DVRConfig:
+def _update_batch(cfg: RunConfig, n_pairs: int | None) -> int:
+    """`DVRConfig.update_batch` of a run: 0 for the plain sum; else the pairs a weight row counts as.
+
+    Under the summed loss, the warm start's BPR batch (`pretrain_config`); under the mean, the
+    run's own batch (the mean over the selected pairs).
+    """
+    if cfg.options.update_scale == "sum":
+        return 0
+    if cfg.reduction == "mean":
+        return cfg.batch_size
+    return pretrain_config(cfg, n_pairs).batch_size
+
+
+def _dvr_config(cfg: RunConfig, n_pairs: int | None = None) -> DVRConfig:
     o = cfg.options
     return DVRConfig(
         reward=cfg.reward, weight_mode=o.weight_mode, pg_mode=o.pg_mode, reduction=cfg.reduction,
@@ -190,6 +209,7 @@ def _dvr_config(cfg: RunConfig) -> DVRConfig:
         num_masks=o.num_masks, mse_target=o.mse_target, influence=o.influence,
         loss_game_weight=o.loss_game_weight, loss_game_coalitions=o.loss_game_coalitions,
         freeze_encoder=o.freeze_encoder, loss_reward=o.loss_reward, loss_negatives=o.loss_negatives,
+        update_batch=_update_batch(cfg, n_pairs),
     )  # fmt: skip
 
 
@@ -245,8 +265,9 @@ def _dvr(ctx: BuildContext) -> Built:
     method = make_dvr_method(
         ctx.backbone, run_valuator(cfg),
         rewards.make_reward_fn(ctx.backbone, cfg.reward, k=cfg.options.reward_k, mesh=ctx.mesh),
-        _dvr_config(cfg), batch_size=cfg.batch_size, n_pairs=ctx.train.n_pairs, learning_rate=cfg.learning_rate,
-        init_params=ctx.init_params, valuator_learning_rate=cfg.options.valuator_learning_rate,
+        _dvr_config(cfg, ctx.train.n_pairs), batch_size=cfg.batch_size, n_pairs=ctx.train.n_pairs,
+        learning_rate=cfg.learning_rate, init_params=ctx.init_params,
+        valuator_learning_rate=cfg.options.valuator_learning_rate,
         valuator_weight_decay=cfg.options.valuator_weight_decay, constrain=sharding.table_constraint(ctx.mesh),
     )  # fmt: skip
     return Built(method, ctx.backbone, ctx.prepared)

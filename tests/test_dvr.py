@@ -46,16 +46,20 @@ def _setup(rng, reward="recall", backbone_name="mf", kind="sample", jit=True, **
 
 
 @pytest.mark.slow
-def test_backbone_update_uses_only_the_first_mask(rng):
-    backbone, _, _, step, state, data, batches = _setup(rng, estimator="loo")
+@pytest.mark.parametrize("update_batch", [0, 100])
+def test_backbone_update_uses_only_the_first_mask(rng, update_batch):
+    """The update is BPR's on the first mask's pairs; with update_batch n, their sum scaled by n / |mask|."""
+    backbone, _, _, step, state, data, batches = _setup(rng, estimator="loo", update_batch=update_batch)
     new_state, metrics = step(state, jax.random.key(2), batches[0], data)
     mask = metrics["mask"]
     assert 0 < float(mask.sum()) < BATCH and bool(metrics["finite"])
     params = state.backbone.params
+    scale = update_batch / float(mask.sum()) if update_batch else 1.0
 
     def masked_loss(p):
         u, i, j = metrics["users"], metrics["pos_items"], metrics["neg_items"]
-        return jnp.sum(mask * losses.bpr_per_sample(backbone.score_pairs(p, u, i), backbone.score_pairs(p, u, j)))
+        per_sample = losses.bpr_per_sample(backbone.score_pairs(p, u, i), backbone.score_pairs(p, u, j))
+        return scale * jnp.sum(mask * per_sample)
 
     expected = state.backbone.apply_gradients(jax.grad(masked_loss)(params))
     np.testing.assert_allclose(new_state.backbone.params["user"], expected.params["user"], rtol=1e-5, atol=1e-7)
@@ -179,6 +183,16 @@ def test_delta_estimator_with_accumulation_uses_the_reward_at_the_window_start(r
     np.testing.assert_allclose(float(state1.adapter.start_reward), start, rtol=1e-6)
     _, m1 = step(state1, jax.random.key(2), batches[1], data)
     np.testing.assert_allclose(float(m1["advantage"]), float(m1["reward"]) - start, rtol=1e-4, atol=1e-6)
+
+
+def test_update_weights_rescale_each_row_to_the_update_batch():
+    """A NumPy oracle: w_b * n / sum_b w_b per row; a row without weight stays zero."""
+    rows = np.array([[1.0, 0.0, 1.0, 1.0], [0.2, 0.3, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    got = np.asarray(dvr.update_weights(jnp.asarray(rows), 6))
+    expected = np.array([[2.0, 0.0, 2.0, 2.0], [1.2, 1.8, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="update_batch must be >= 0"):
+        dvr.check_config(dvr.DVRConfig(update_batch=-1))
 
 
 def test_dot_mode_weights_are_the_probabilities(rng):

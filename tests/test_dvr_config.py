@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from dvr_jax.builders import _update_batch
 from dvr_jax.config import ConfigError, RunConfig, make_config
 from experiments import run
 
@@ -40,6 +41,16 @@ def test_dvr_flags_reach_the_config():
 def test_bad_dvr_options_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         make_config(method="dvr", **changes)
+
+
+def test_update_scale_counts_the_selected_pairs_as_the_warm_starts_batch():
+    """bpr: a weight row counts as BPR's batch (5000, or all pairs when fewer); mean: as the run's own; sum: 0."""
+    loss, recall = make_config(method="dvr", reward="loss"), make_config(method="dvr", reward="recall")
+    assert (loss.batch_size, _update_batch(loss, None), _update_batch(recall, None)) == (1000, 5000, 5000)
+    assert _update_batch(loss, 3000) == 3000  # the warm start's batch is capped at the training pairs
+    assert _update_batch(make_config(method="dvr", reward="loss", reduction="mean"), None) == 1000
+    assert _update_batch(run.config_from_args(["--reward", "loss", "--update-scale", "sum"]), None) == 0
+    assert _update_batch(run.config_from_args(["--config", "authors", "--reward", "loss"]), None) == 0
 
 
 def test_selection_slope_and_floor_reach_the_valuator():

@@ -11,7 +11,8 @@ maximum over epochs of test Recall@20 — so every run under it is marked leaky 
 `results.json`, its printed summary and the tables. Its other ingredients: the C_compat slot
 valuator with a frozen encoder, the code's value map γ(φ − min φ) with the probabilities as loss
 weights (`dot`), the `R · mean log w` surrogate without a baseline, the MSE on the full batch only
-(no loss game), the triplet's own loss as the valuator's input, and for DVR-Loss the pre-update
+(no loss game), the triplet's own loss as the valuator's input, the plain summed loss of the
+weighted batch, and for DVR-Loss the pre-update
 batch loss as the reward.
 """
 
@@ -28,6 +29,7 @@ PRESETS: dict[str, dict] = {
         mse_target="batch",
         loss_game_weight=0.0,
         loss_negatives=1,
+        update_scale="sum",
         influence=False,
         reward_split="test",
         reward_fraction=0.1,
