@@ -49,6 +49,7 @@ from dvr_jax.backbones.base import Backbone
 from dvr_jax.state import LearnerState, make_adam
 from dvr_jax.step import (
     Context,
+    GainedRows,
     StateLayout,
     StepData,
     Weighter,
@@ -148,7 +149,7 @@ class DVRConfig(NamedTuple):
     freeze_encoder: bool = False  # the released code's frozen sample encoder (compat ablation)
     loss_reward: str = "valid"  # or "batch": -sum of the pre-update batch losses (the released code's); loss only
     loss_negatives: int = 16  # negatives per pair in the loss the valuator reads and fits (1: the triplet's own)
-    update_batch: int = 0  # 0: the weighted sum; n > 0: each weight row rescaled to sum to n (docs/algorithm.md §5)
+    update_batch: int = 0  # 0: the weighted sum; n > 0: each row's loss gradient times n / its weight
 
 
 LOSS_REWARDS = ("valid", "batch")
@@ -176,23 +177,24 @@ def check_config(cfg: DVRConfig) -> None:
         raise ValueError(f"update_batch must be >= 0, got {cfg.update_batch}")
 
 
-def update_weights(rows: Array, update_batch: int) -> Array:
-    """Weight rows rescaled so that each sums to `update_batch`: Σ_b w_b ℓ_b · n / Σ_b w_b.
+def row_gains(rows: Array, update_batch: int) -> Array:
+    """The gain of each weight row that makes its loss count as `update_batch` pairs: n / Σ_b w_b.
 
     The backbone's Adam adds the coupled L2 term once per step whatever the loss, so a
     summed loss over fewer pairs (a selected half, a smaller batch) makes the L2 pull
-    relatively stronger. Scaled to the warm start's BPR batch, the selected pairs weigh against
-    the L2 term as a full BPR batch does (docs/algorithm.md §5). An all-zero row stays zero.
+    relatively stronger. With the gain (applied to the row's loss gradient,
+    `dvr_jax.step.GainedRows`) the selected pairs weigh against the L2 term as a full BPR batch of
+    n pairs does (docs/algorithm.md §5). A row without weight gets gain 1 (its loss is 0).
 
     Args:
       rows: f32[M, B] masks or weights, >= 0.
       update_batch: n > 0.
 
     Returns:
-      f32[M, B].
+      f32[M].
     """
-    total = jnp.sum(rows, axis=1, keepdims=True)
-    return jnp.where(total > 0, rows * (update_batch / jnp.where(total > 0, total, 1.0)), 0.0)
+    total = jnp.sum(rows, axis=1)
+    return jnp.where(total > 0, update_batch / jnp.where(total > 0, total, 1.0), 1.0)
 
 
 def valuator_parts(
@@ -436,7 +438,7 @@ def make_dvr_weighter(
         # Hypothetical backbone steps: one per mask (+ all selected for the counterfactual).
         rows = jnp.concatenate([masks, jnp.ones((1, masks.shape[1]), masks.dtype)]) if counterfactual else masks
         if cfg.update_batch:
-            rows = update_weights(rows, cfg.update_batch)
+            rows = GainedRows(rows, row_gains(rows, cfg.update_batch))
         valued = _Valued(feats, losses, prediction, probs, fixed_probs, out, valuator_vjp, masks, coalition_preds,
                          coalition_vjp, game_grads)  # fmt: skip
         return rows, valued

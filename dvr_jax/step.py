@@ -282,25 +282,49 @@ def forward(
     return batch, sampler_state, Forward(per_sample, pos, neg, regularizer, vjp, None)
 
 
-def pull_back(fwd: Forward, weights: Array, scale: float) -> Params:
-    """∇_Θ [scale · Σ_b w_b ℓ_b + regulariser]: the weights pulled back as cotangents."""
-    (grads,) = fwd.vjp((weights * scale, jnp.ones((), fwd.per_sample.dtype)))
-    return grads
+class GainedRows(NamedTuple):
+    """Weight rows with a gain each: row m steps along gain_m · ∇(scale · Σ_b w_mb ℓ_b) + ∇ regulariser.
+
+    A weighter returns it instead of bare f32[M, B] rows to scale a row's loss by a traced
+    factor (DVR's update scale). The gain multiplies the pulled-back gradient rather than the
+    cotangents: the cotangents stay the weights themselves, so the gradient is bitwise the same
+    however the batch is split over devices (scaled cotangents were not: the partitioned
+    program rounds them differently).
+    """
+
+    rows: Array  # f32[M, B]
+    gains: Array  # f32[M], > 0
 
 
-def weighted_update(learner: LearnerState, fwd: Forward, weights: Array, scale: float):
+def pull_back(fwd: Forward, weights: Array, scale: float, gain: Array | None = None) -> Params:
+    """∇_Θ [gain · scale · Σ_b w_b ℓ_b + regulariser]: the weights pulled back as cotangents."""
+    if gain is None:
+        (grads,) = fwd.vjp((weights * scale, jnp.ones((), fwd.per_sample.dtype)))
+        return grads
+    (grads,) = fwd.vjp((weights * scale, (1.0 / gain).astype(fwd.per_sample.dtype)))
+    return jax.tree.map(lambda g: g * gain.astype(g.dtype), grads)
+
+
+def weighted_update(learner: LearnerState, fwd: Forward, weights: Array | GainedRows, scale: float):
     """One Adam step per row of weights, all from the same (Θ_t, Adam state).
 
     Returns:
       (the learner after row 0's step, the stacked learners of every row or None when
       `weights` has the losses' shape).
     """
+    weights, gains = (weights.rows, weights.gains) if isinstance(weights, GainedRows) else (weights, None)
     if weights.ndim == fwd.per_sample.ndim:
         return learner.apply_gradients(pull_back(fwd, weights, scale)), None
+
+    def step_row(w, gain):
+        return learner.apply_gradients(pull_back(fwd, w, scale, gain))
+
     if weights.shape[0] == 1:
-        rows = jax.tree.map(lambda x: x[None], learner.apply_gradients(pull_back(fwd, weights[0], scale)))
+        rows = jax.tree.map(lambda x: x[None], step_row(weights[0], None if gains is None else gains[0]))
+    elif gains is None:
+        rows = jax.vmap(lambda w: step_row(w, None))(weights)
     else:
-        rows = jax.vmap(lambda w: learner.apply_gradients(pull_back(fwd, w, scale)))(weights)
+        rows = jax.vmap(step_row)(weights, gains)
     return jax.tree.map(lambda x: x[0], rows), rows
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from dvr_jax import adapter, dvr, losses, rewards, sampler, train
+from dvr_jax import adapter, dvr, losses, rewards, sampler, step, train
 from dvr_jax.backbones import make_backbone
 from dvr_jax.state import LearnerState
 from dvr_jax.valuator import make_valuator, valuator_features
@@ -185,12 +185,10 @@ def test_delta_estimator_with_accumulation_uses_the_reward_at_the_window_start(r
     np.testing.assert_allclose(float(m1["advantage"]), float(m1["reward"]) - start, rtol=1e-4, atol=1e-6)
 
 
-def test_update_weights_rescale_each_row_to_the_update_batch():
-    """A NumPy oracle: w_b * n / sum_b w_b per row; a row without weight stays zero."""
+def test_row_gains_count_each_row_as_the_update_batch():
+    """A NumPy oracle: n / sum_b w_b per row; a row without weight gets gain 1."""
     rows = np.array([[1.0, 0.0, 1.0, 1.0], [0.2, 0.3, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]], np.float32)
-    got = np.asarray(dvr.update_weights(jnp.asarray(rows), 6))
-    expected = np.array([[2.0, 0.0, 2.0, 2.0], [1.2, 1.8, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(dvr.row_gains(jnp.asarray(rows), 6)), [2.0, 6.0, 1.0], rtol=1e-6)
     with pytest.raises(ValueError, match="update_batch must be >= 0"):
         dvr.check_config(dvr.DVRConfig(update_batch=-1))
 
@@ -287,3 +285,20 @@ def test_loss_game_mse_hand_computed():
 def test_singleton_mse_hand_computed():
     got = dvr.singleton_mse(jnp.array([-0.5, -2.0]), jnp.array([1.0, 1.0]))
     np.testing.assert_allclose(float(got), (0.25 + 1.0) / 2, rtol=1e-6)
+
+
+def test_a_gained_row_scales_the_loss_gradient_not_the_regulariser(rng):
+    """pull_back with gain g equals the cotangents w * g pulled back (LightGCN: its L2 is in the loss)."""
+    dataset = tiny_dataset(rng)
+    backbone = make_backbone("lightgcn", dataset.n_users, dataset.n_items, dim=4, l2=1e-2)
+    params, graph = backbone.init(jax.random.key(0)), backbone.build_graph(dataset.train)
+    users, pos, neg = (jnp.asarray(rng.integers(0, n, BATCH)) for n in (dataset.n_users, dataset.n_items,
+                                                                         dataset.n_items))  # fmt: skip
+    _, _, fwd = step.forward(backbone, params, graph, None, lambda _: (step.Batch(users, pos, neg), None))
+    weights = jnp.asarray(rng.random(BATCH) < 0.5, jnp.float32)
+    assert float(fwd.regularizer) > 0
+    gained = step.pull_back(fwd, weights, 1.0, jnp.float32(2.5))
+    chex.assert_trees_all_close(gained, step.pull_back(fwd, weights * 2.5, 1.0), rtol=1e-5, atol=1e-7)
+    ungained = step.pull_back(fwd, weights, 1.0)
+    with pytest.raises(AssertionError):  # the gain does change the gradient
+        chex.assert_trees_all_close(gained, ungained, rtol=1e-3)
