@@ -122,7 +122,7 @@ class Weighter(NamedTuple):
 
     Attributes:
       weights: `weights(state, ctx) -> (w, carry)`: w of the losses' shape, or f32[M, B] rows
-        (row 0 trains the backbone); the step detaches it.
+        (row 0 trains the backbone), bare or as `GainedRows`; the step detaches it.
       update: `update(state, carry, rows, ctx) -> (state, metrics)`, where `rows` stacks the M
         learners after each row's Adam step (None for single-row weights); None: the carry is
         the metrics dict and the state is kept.
