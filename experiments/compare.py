@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from dvr_jax import noise
 from dvr_jax.config import ConfigError
+from experiments import noise
 
-METRICS = (("test", "recall@20"), ("test", "ndcg@20"), ("valid", "recall@20"))
+METRICS = noise.PAIRED_METRICS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,6 +66,8 @@ def load_runs(spec: str) -> dict[int, dict[str, Any]]:
 def compare(runs: dict[int, dict[str, Any]], reference: dict[int, dict[str, Any]], name: str) -> dict[str, Any]:
     """Mean ± std of each metric and its paired comparison with `reference` over the common seeds.
 
+    The pairing is the harness's own (`noise.paired_summary`), on records of the two studies.
+
     Raises:
       ConfigError: a common seed whose two runs trained on different data, or no common seed.
     """
@@ -76,12 +78,14 @@ def compare(runs: dict[int, dict[str, Any]], reference: dict[int, dict[str, Any]
         if runs[seed]["source_hash"] != reference[seed]["source_hash"]:
             raise ConfigError(f"{name}: seed {seed} trained on other data than the reference's (source_hash of "
                               "planting.json differs)")  # fmt: skip
+    records = [{**cells[s]["results"], "method": method, "seed": s}
+               for method, cells in (("run", runs), ("reference", reference)) for s in seeds]  # fmt: skip
+    paired = noise.paired_summary(records, "reference")["run"]["metrics"]
     out: dict[str, Any] = {"seeds": seeds, "metrics": {}}
     for split, metric in METRICS:
         values = [runs[s]["results"][split][metric] for s in seeds]
-        base = [reference[s]["results"][split][metric] for s in seeds]
         out["metrics"][f"{split}/{metric}"] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                                               **noise.paired_comparison(values, base)}  # fmt: skip
+                                               **paired[f"{split}/{metric}"]}  # fmt: skip
     return out
 
 

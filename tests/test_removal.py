@@ -51,7 +51,6 @@ def test_remove_lowest_hand_computed_and_bad_input():
         remove_lowest(dataset, [0.0] * 4, 1.0)
 
 
-@pytest.mark.slow
 def test_removal_summary_pairs_each_share_with_the_seeds_0_percent_run():
     from experiments.removal import summary_markdown
 
@@ -67,6 +66,7 @@ def test_removal_summary_pairs_each_share_with_the_seeds_0_percent_run():
     assert "| random (test Recall@20) | 35.00 ± 5.00 | 37.00 ± 6.00 |" in markdown
 
 
+@pytest.mark.slow
 def test_removal_cli_smoke(real_data_dir, tmp_path):
     source = tmp_path / "noise"
     argv = ["--dataset", "ml-100k", "--data-dir", str(real_data_dir), "--methods", "bpr", "dvr-loss", "--seeds", "0",
