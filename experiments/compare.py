@@ -13,7 +13,9 @@ error, since a per-seed pairing of different planted draws means nothing).
 Prints (and with `--out` writes) a markdown table: test Recall@20 / NDCG@20 and validation
 Recall@20 in %, mean ± std over seeds (population, ddof = 0), and each metric's paired
 difference from the reference with the t-test and Wilcoxon p-values
-(`dvr_jax.noise.paired_comparison`).
+(`dvr_jax.noise.paired_comparison`). A run set (or reference) that read the test split in
+training or model selection (its `results.json` lists `leaky` ingredients) is named with
+"[test-leaky]", and a line under the table says what leaked.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import pathlib
 import re
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -81,7 +84,7 @@ def compare(runs: dict[int, dict[str, Any]], reference: dict[int, dict[str, Any]
     records = [{**cells[s]["results"], "method": method, "seed": s}
                for method, cells in (("run", runs), ("reference", reference)) for s in seeds]  # fmt: skip
     paired = noise.paired_summary(records, "reference")["run"]["metrics"]
-    out: dict[str, Any] = {"seeds": seeds, "metrics": {}}
+    out: dict[str, Any] = {"seeds": seeds, "leaky": leaky(runs), "metrics": {}}
     for split, metric in METRICS:
         values = [runs[s]["results"][split][metric] for s in seeds]
         out["metrics"][f"{split}/{metric}"] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
@@ -89,22 +92,37 @@ def compare(runs: dict[int, dict[str, Any]], reference: dict[int, dict[str, Any]
     return out
 
 
+def leaky(runs: dict[int, dict[str, Any]]) -> list[str]:
+    """The test-leaky ingredients of any of the runs (`results.json`'s `leaky`); [] for honest runs."""
+    return sorted({ingredient for cell in runs.values() for ingredient in cell["results"].get("leaky") or []})
+
+
+def _named(name: str, ingredients: list[str]) -> str:
+    return f"{name} [test-leaky]" if ingredients else name
+
+
 def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def table(rows: dict[str, dict[str, Any]], reference: str) -> str:
-    """The markdown table of `compare` results, in points (%)."""
+def table(rows: dict[str, dict[str, Any]], reference: str, reference_leaky: Sequence[str] = ()) -> str:
+    """The markdown table of `compare` results, in points (%); leaky run sets are named so."""
     header = ["run", "seeds"] + [f"{s} {m}" for s, m in METRICS] + [f"Δ {s} {m} (t p, W p)" for s, m in METRICS]
-    lines = [f"Paired against {reference} (same seeds, same data); metrics in %.", "",
+    lines = [f"Paired against {_named(reference, reference_leaky)} (same seeds, same data); metrics in %.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     for name, row in rows.items():
-        cells = [name, " ".join(str(s) for s in row["seeds"])]
+        cells = [_named(name, row["leaky"]), " ".join(str(s) for s in row["seeds"])]
         stats = [row["metrics"][f"{s}/{m}"] for s, m in METRICS]
         cells += [f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}" for st in stats]
         cells += [f"{100 * st['mean_difference']:+.2f} ({_p(st['t_pvalue'])}, {_p(st['wilcoxon_pvalue'])})"
                   .replace("-", "−") for st in stats]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    leaks = {name: row["leaky"] for name, row in rows.items() if row["leaky"]}
+    if reference_leaky:
+        leaks[reference] = list(reference_leaky)
+    if leaks:
+        said = "; ".join(f"{name} ({', '.join(ingredients)})" for name, ingredients in leaks.items())
+        lines += ["", f"TEST-LEAKY: {said}. Their test metrics are not honest estimates."]
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    text = table(rows, args.reference)
+    text = table(rows, args.reference, leaky(reference))
     print(text, end="")
     if args.out:
         path = pathlib.Path(args.out)

@@ -511,7 +511,7 @@ def score_run(cfg: RunConfig, method: str, dataset: Dataset, planted: np.ndarray
         "valid": {k: results.get("valid", {}).get(k) for k in VALID_METRICS},
         "diagnostics": dvr_diagnostics(workdir, dataset, planted, cfg.options.influence) if cfg.method == "dvr" else {},
         "best_epoch": results.get("best_epoch"), "dataset_summary": dataset.summary(),
-        "source_hash": dataset.source_hash,
+        "source_hash": dataset.source_hash, "leaky": list(results.get("leaky") or []),
         "convention": "auc = roc_auc(score, ~planted) with higher score = more likely real; "
                       "ap = average_precision(-score, planted)",
     }  # fmt: skip
@@ -531,8 +531,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± std over seeds per method.
 
     Returns:
-      {method: {"seeds", "planted", "scorers": {s: {auc, ap}}, "test": {m: ...},
-                "valid": {m: ...}, "diagnostics": {d: ...}}}.
+      {method: {"seeds", "planted", "leaky", "scorers": {s: {auc, ap}}, "test": {m: ...},
+                "valid": {m: ...}, "diagnostics": {d: ...}}}; "leaky" lists the test-leaky
+      ingredients of any of its runs (`config.leaky_ingredients`), [] for honest runs.
     """
     summary: dict[str, Any] = {}
     for method in dict.fromkeys(r["method"] for r in records):
@@ -542,6 +543,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         summary[method] = {
             "seeds": [r["seed"] for r in mine],
             "planted": [r["planted"] for r in mine],
+            "leaky": sorted({ingredient for r in mine for ingredient in r.get("leaky") or []}),
             "scorers": {s: {m: _mean_std([r["scorers"][s][m] for r in mine if s in r["scorers"]])
                             for m in ("auc", "ap")} for s in scorers},
             "test": {m: _mean_std([r["test"][m] for r in mine]) for m in TEST_METRICS},
@@ -591,36 +593,53 @@ def _num(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _label(method: str, summary: dict[str, Any]) -> str:
+    """The method's name in the tables; "<method> [test-leaky]" when a run of it read the test split."""
+    return f"{method} [test-leaky]" if summary.get(method, {}).get("leaky") else method
+
+
 def summary_markdown(summary: dict[str, Any], paired: dict[str, Any], header: str) -> str:
-    """Four tables: detection (noisy data only), metrics, paired comparison, DVR diagnostics."""
+    """Four tables: detection (noisy data only), metrics, paired comparison, DVR diagnostics.
+
+    A method whose runs read the test split (a leaky protocol) is named "<method> [test-leaky]" in
+    every table, and a line under the header says which ingredients leak.
+    """
     lines = [header]
+    leaky = {m: cell["leaky"] for m, cell in summary.items() if cell.get("leaky")}
+    if leaky:
+        said = "; ".join(f"{m} ({', '.join(ingredients)})" for m, ingredients in leaky.items())
+        lines += ["", f"TEST-LEAKY: {said}. Their test metrics are not honest estimates and not comparable "
+                  "with the other rows."]  # fmt: skip
     if any(cell["scorers"] for cell in summary.values()):
         lines += ["", "## Detection", "", "| method | scorer | AUC | AP (planted) |", "|---|---|---|---|"]
         for method, cell in summary.items():
+            name = _label(method, summary)
             for scorer, stats_ in cell["scorers"].items():
-                lines.append(f"| {method} | {scorer} | {_cell(stats_['auc'])} | {_cell(stats_['ap'])} |")
+                lines.append(f"| {name} | {scorer} | {_cell(stats_['auc'])} | {_cell(stats_['ap'])} |")
     names = [f"test {m}" for m in TEST_METRICS] + [f"valid {m}" for m in VALID_METRICS]
     lines += ["", "## Metrics", "", "| method | seeds | " + " | ".join(names) + " |",
               "|---|---|" + "---|" * len(names)]  # fmt: skip
     for method, cell in summary.items():
         metrics = [_cell(cell["test"][m]) for m in TEST_METRICS] + [_cell(cell["valid"][m]) for m in VALID_METRICS]
-        lines.append(f"| {method} | {len(cell['seeds'])} | " + " | ".join(metrics) + " |")
+        lines.append(f"| {_label(method, summary)} | {len(cell['seeds'])} | " + " | ".join(metrics) + " |")
     if paired:
         lines += ["", "## Paired comparison (method − reference, per seed)", "",
                   "| method | reference | metric | seeds | mean diff | per-seed diffs | t-test p | Wilcoxon p |",
                   "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for method, cell in paired.items():
+            name, reference = _label(method, summary), _label(cell["reference"], summary)
             for metric, st in cell["metrics"].items():
                 diffs = " ".join(f"{d:+.4f}" for d in st["differences"]) or "–"
-                lines.append(f"| {method} | {cell['reference']} | {metric} | {st['n']} | "
+                lines.append(f"| {name} | {reference} | {metric} | {st['n']} | "
                              f"{_num(st['mean_difference'], '+.4f')} | {diffs} | {_num(st['t_pvalue'], '.3g')} | "
                              f"{_num(st['wilcoxon_pvalue'], '.3g')} |")  # fmt: skip
     if any(cell["diagnostics"] for cell in summary.values()):
         lines += ["", "## DVR diagnostics (mean ± std over seeds)", "", "| method | diagnostic | value | runs |",
                   "|---|---|---|---|"]  # fmt: skip
         for method, cell in summary.items():
+            label = _label(method, summary)
             for name, stats_ in cell["diagnostics"].items():
-                lines.append(f"| {method} | {name} | {_cell(stats_)} | {stats_['n'] if stats_ else 0} |")
+                lines.append(f"| {label} | {name} | {_cell(stats_)} | {stats_['n'] if stats_ else 0} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,12 +9,12 @@ import pytest
 from experiments import compare
 
 
-def _study(root, method, recalls, source="abc"):
+def _study(root, method, recalls, source="abc", leaky=()):
     for seed, recall in recalls.items():
         run = root / f"{method}-s{seed}"
         run.mkdir(parents=True)
         metrics = {"recall@20": recall, "ndcg@20": recall / 2}
-        (run / "results.json").write_text(json.dumps({"test": metrics, "valid": metrics}))
+        (run / "results.json").write_text(json.dumps({"test": metrics, "valid": metrics, "leaky": list(leaky)}))
         (run / "planting.json").write_text(json.dumps({"source_hash": f"{source}{seed}"}))
     return str(root / method)
 
@@ -42,3 +42,16 @@ def test_runs_on_other_planted_data_or_without_runs_are_refused(tmp_path, capsys
     assert "seed 0 trained on other data" in capsys.readouterr().err
     assert compare.main([str(tmp_path / "b" / "tce"), "--reference", reference]) == 2
     assert "no finished run" in capsys.readouterr().err
+
+
+def test_leaky_runs_and_reference_are_named_so(tmp_path, capsys):
+    reference = _study(tmp_path / "a", "bpr-continued", {0: 0.30, 1: 0.32}, leaky=["model selection on test"])
+    leaky = _study(tmp_path / "b", "dvr-recall", {0: 0.31, 1: 0.35}, leaky=["model selection on test"])
+    honest = _study(tmp_path / "c", "dvr-loss", {0: 0.31, 1: 0.35})
+    assert compare.main([leaky, honest, "--reference", reference]) == 0
+    printed = capsys.readouterr().out
+    assert f"Paired against {reference} [test-leaky]" in printed
+    assert f"| {leaky} [test-leaky] | 0 1 |" in printed and f"| {honest} | 0 1 |" in printed
+    assert f"TEST-LEAKY: {leaky} (model selection on test); {reference} (model selection on test)." in printed
+    assert compare.main([honest, "--reference", honest]) == 0
+    assert "test-leaky" not in capsys.readouterr().out.lower()

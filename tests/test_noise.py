@@ -420,6 +420,24 @@ def test_paired_summary_and_markdown():
     assert "| dvr-loss | advantage | – | 0 |" in markdown
 
 
+def test_leaky_runs_are_named_so_in_every_table():
+    from experiments.noise import paired_summary, summarize, summary_markdown
+
+    records = [_record("bpr-continued", s, 0.20, 0.30) for s in range(2)]
+    records += [{**_record("dvr-recall", s, 0.22, 0.31, {"prob_real": 0.5}), "leaky": ["reward on test users"]}
+                for s in range(2)]  # fmt: skip
+    summary = summarize(records)
+    assert summary["dvr-recall"]["leaky"] == ["reward on test users"] and summary["bpr-continued"]["leaky"] == []
+    markdown = summary_markdown(summary, paired_summary(records, "bpr-continued"), "# header")
+    assert "TEST-LEAKY: dvr-recall (reward on test users)." in markdown
+    assert "| dvr-recall [test-leaky] | 2 |" in markdown  # metrics
+    assert "| dvr-recall [test-leaky] | bpr-continued | test/recall@20 |" in markdown  # paired
+    assert "| dvr-recall [test-leaky] | prob_real |" in markdown  # diagnostics
+    assert "| dvr-recall |" not in markdown and "| bpr-continued | 2 |" in markdown
+    honest = [r for r in records if r["method"] == "bpr-continued"]
+    assert "TEST-LEAKY" not in summary_markdown(summarize(honest), {}, "# header")
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_noise_cli_smoke(real_data_dir, tmp_path, capsys):
