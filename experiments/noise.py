@@ -608,8 +608,8 @@ def summary_markdown(summary: dict[str, Any], paired: dict[str, Any], header: st
     leaky = {m: cell["leaky"] for m, cell in summary.items() if cell.get("leaky")}
     if leaky:
         said = "; ".join(f"{m} ({', '.join(ingredients)})" for m, ingredients in leaky.items())
-        lines += ["", f"TEST-LEAKY: {said}. Their test metrics are not honest estimates and not comparable "
-                  "with the other rows."]  # fmt: skip
+        lines += ["", f"TEST-LEAKY: {said}. Their test metrics are not honest estimates, not comparable "
+                  "with honest runs."]  # fmt: skip
     if any(cell["scorers"] for cell in summary.values()):
         lines += ["", "## Detection", "", "| method | scorer | AUC | AP (planted) |", "|---|---|---|---|"]
         for method, cell in summary.items():
