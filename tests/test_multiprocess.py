@@ -116,6 +116,18 @@ def test_tables_split_over_two_processes_equal_one_process(real_data_dir, one_pr
 
 
 @pytest.mark.slow
+def test_a_model_group_spanning_two_processes_equals_one_process(real_data_dir, one_process_run, tmp_path):
+    """--model-shards 4 on 2 processes x 2 devices: one model group of 4 devices, two in each process."""
+    span = tmp_path / "span"
+    main, other = launch([*_flags(real_data_dir, span), "--model-shards", "4"], tmp_path)
+    assert main["status"] == other["status"] == 0
+    _assert_close(_test_metrics(span), _test_metrics(one_process_run))
+    assert json.loads((span / "config.json").read_text())["mesh"] == {"devices": 4, "model_shards": 4,
+                                                                      "processes": 2}  # fmt: skip
+    assert other["writes"] == []
+
+
+@pytest.mark.slow
 def test_a_two_process_checkpoint_resumes_in_one_process(real_data_dir, tmp_path):
     one, moved = tmp_path / "one", tmp_path / "moved"
     assert run.main(_flags(real_data_dir, one, epochs=2)) == 0
