@@ -97,10 +97,6 @@ def leaky(runs: dict[int, dict[str, Any]]) -> list[str]:
     return sorted({ingredient for cell in runs.values() for ingredient in cell["results"].get("leaky") or []})
 
 
-def _named(name: str, ingredients: list[str]) -> str:
-    return f"{name} [test-leaky]" if ingredients else name
-
-
 def _p(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -108,10 +104,11 @@ def _p(value: float | None) -> str:
 def table(rows: dict[str, dict[str, Any]], reference: str, reference_leaky: Sequence[str] = ()) -> str:
     """The markdown table of `compare` results, in points (%); leaky run sets are named so."""
     header = ["run", "seeds"] + [f"{s} {m}" for s, m in METRICS] + [f"Δ {s} {m} (t p, W p)" for s, m in METRICS]
-    lines = [f"Paired against {_named(reference, reference_leaky)} (same seeds, same data); metrics in %.", "",
+    named = noise.leaky_name(reference, reference_leaky)
+    lines = [f"Paired against {named} (same seeds, same data); metrics in %.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     for name, row in rows.items():
-        cells = [_named(name, row["leaky"]), " ".join(str(s) for s in row["seeds"])]
+        cells = [noise.leaky_name(name, row["leaky"]), " ".join(str(s) for s in row["seeds"])]
         stats = [row["metrics"][f"{s}/{m}"] for s, m in METRICS]
         cells += [f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}" for st in stats]
         cells += [f"{100 * st['mean_difference']:+.2f} ({_p(st['t_pvalue'])}, {_p(st['wilcoxon_pvalue'])})"
@@ -121,8 +118,7 @@ def table(rows: dict[str, dict[str, Any]], reference: str, reference_leaky: Sequ
     if reference_leaky:
         leaks[reference] = list(reference_leaky)
     if leaks:
-        said = "; ".join(f"{name} ({', '.join(ingredients)})" for name, ingredients in leaks.items())
-        lines += ["", f"TEST-LEAKY: {said}. Their test metrics are not honest estimates."]
+        lines += ["", noise.leaky_line(leaks)]
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,7 @@ import json
 import pathlib
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -593,9 +594,21 @@ def _num(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def leaky_name(name: str, ingredients: Sequence[str]) -> str:
+    """`name` as the tables show it: "<name> [test-leaky]" when its runs read the test split."""
+    return f"{name} [test-leaky]" if ingredients else name
+
+
+def leaky_line(leaks: Mapping[str, Sequence[str]]) -> str:
+    """The line under a table that says which of its rows read the test split, and what; "" when none did."""
+    if not leaks:
+        return ""
+    said = "; ".join(f"{name} ({', '.join(ingredients)})" for name, ingredients in leaks.items())
+    return f"TEST-LEAKY: {said}. Their test metrics are not honest estimates, not comparable with honest runs."
+
+
 def _label(method: str, summary: dict[str, Any]) -> str:
-    """The method's name in the tables; "<method> [test-leaky]" when a run of it read the test split."""
-    return f"{method} [test-leaky]" if summary.get(method, {}).get("leaky") else method
+    return leaky_name(method, summary.get(method, {}).get("leaky"))
 
 
 def summary_markdown(summary: dict[str, Any], paired: dict[str, Any], header: str) -> str:
@@ -605,11 +618,9 @@ def summary_markdown(summary: dict[str, Any], paired: dict[str, Any], header: st
     every table, and a line under the header says which ingredients leak.
     """
     lines = [header]
-    leaky = {m: cell["leaky"] for m, cell in summary.items() if cell.get("leaky")}
-    if leaky:
-        said = "; ".join(f"{m} ({', '.join(ingredients)})" for m, ingredients in leaky.items())
-        lines += ["", f"TEST-LEAKY: {said}. Their test metrics are not honest estimates, not comparable "
-                  "with honest runs."]  # fmt: skip
+    said = leaky_line({m: cell["leaky"] for m, cell in summary.items() if cell.get("leaky")})
+    if said:
+        lines += ["", said]
     if any(cell["scorers"] for cell in summary.values()):
         lines += ["", "## Detection", "", "| method | scorer | AUC | AP (planted) |", "|---|---|---|---|"]
         for method, cell in summary.items():
