@@ -104,26 +104,16 @@ def test_dvr_over_two_processes_equals_one_process(real_data_dir, one_process_ru
 
 
 @pytest.mark.slow
-def test_tables_split_over_two_processes_equal_one_process(real_data_dir, one_process_run, tmp_path):
-    """--model-shards 2 on 2 processes x 2 devices: each model group of the 2 x 2 mesh lies in one process."""
+@pytest.mark.parametrize("shards", [2, 4], ids=["group-in-each-process", "group-across-processes"])
+def test_tables_split_over_two_processes_equal_one_process(real_data_dir, one_process_run, tmp_path, shards):
+    """--model-shards on 2 processes x 2 devices. 2: each model group of the 2 x 2 mesh lies in one process;
+    4: one model group of four devices, two in each process."""
     split = tmp_path / "split"
-    main, other = launch([*_flags(real_data_dir, split), "--model-shards", "2"], tmp_path)
+    main, other = launch([*_flags(real_data_dir, split), "--model-shards", str(shards)], tmp_path)
     assert main["status"] == other["status"] == 0
     _assert_close(_test_metrics(split), _test_metrics(one_process_run))
-    assert json.loads((split / "config.json").read_text())["mesh"] == {"devices": 4, "model_shards": 2,
+    assert json.loads((split / "config.json").read_text())["mesh"] == {"devices": 4, "model_shards": shards,
                                                                        "processes": 2}  # fmt: skip
-    assert other["writes"] == []
-
-
-@pytest.mark.slow
-def test_a_model_group_spanning_two_processes_equals_one_process(real_data_dir, one_process_run, tmp_path):
-    """--model-shards 4 on 2 processes x 2 devices: one model group of 4 devices, two in each process."""
-    span = tmp_path / "span"
-    main, other = launch([*_flags(real_data_dir, span), "--model-shards", "4"], tmp_path)
-    assert main["status"] == other["status"] == 0
-    _assert_close(_test_metrics(span), _test_metrics(one_process_run))
-    assert json.loads((span / "config.json").read_text())["mesh"] == {"devices": 4, "model_shards": 4,
-                                                                      "processes": 2}  # fmt: skip
     assert other["writes"] == []
 
 
