@@ -302,6 +302,8 @@ def train_and_evaluate(cfg: RunConfig, dataset: Dataset | None = None, *, report
                 results["resumed"] = resume
                 distributed.on_main(lambda: export.write_json(workdir / "results.json", results))
             finished = True
+        except RunInterrupted:  # the warm start's own run: it names its folder and epoch
+            raise
         except KeyboardInterrupt as err:
             raise RunInterrupted(tracker.epoch, workdir) from err
         finally:
@@ -428,12 +430,14 @@ def _start_afresh(cfg: RunConfig, components: Components, workdir: pathlib.Path)
 
 
 def _write_config(cfg: RunConfig, components: Components, workdir: pathlib.Path) -> None:
-    """`config.json`: the flat config, what of the run reads test, the device mesh, the dataset's counts."""
+    """`config.json`: the flat config, what of the run reads test, the device mesh, the dataset's counts
+    and `source_hash` (which data the run trains on: `rundir.continues_interrupted` reads it)."""
     mesh = {"devices": 1 if components.mesh is None else components.mesh.size, "processes": jax.process_count()}
     if sharding.model_shards(components.mesh) > 1:
         mesh["model_shards"] = sharding.model_shards(components.mesh)
     saved = {**cfg.to_dict(), "leaky": list(leaky_ingredients(cfg)), "mesh": mesh}
-    export.write_json(workdir / "config.json", {**saved, "dataset_summary": components.dataset.summary()})
+    summary = {**components.dataset.summary(), "source_hash": components.dataset.source_hash}
+    export.write_json(workdir / "config.json", {**saved, "dataset_summary": summary})
 
 
 def _final_metrics(cfg: RunConfig, components: Components, params: Any, test_arrays: EvalArrays) -> tuple[dict, dict]:

@@ -10,6 +10,7 @@ error like any other bad option.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import re
@@ -18,7 +19,8 @@ import sys
 import time
 from collections.abc import Iterator
 
-from dvr_jax.config import ConfigError, RunConfig
+from dvr_jax import checkpoint
+from dvr_jax.config import ConfigError, RunConfig, config_differences
 
 LOCK_NAME = "run.lock"
 # Everything a run writes besides its lock; a fresh start removes these, nothing else.
@@ -75,6 +77,30 @@ def create(workdir: pathlib.Path) -> pathlib.Path | None:
     except OSError as err:
         raise RunDirError(f"cannot create run directory {workdir}: {err.strerror or err}") from err
     return missing[-1] if missing else None
+
+
+def continues_interrupted(cfg: RunConfig, source_hash: str) -> RunConfig:
+    """`cfg` set to resume the run in `cfg.out` when that is an interrupted run of `cfg` itself.
+
+    That run has no `results.json`, a finished step in `checkpoints/latest`, and a
+    `config.json` with the same settings (`config_differences`) whose `dataset_summary`
+    names the same data (`source_hash`, the hash of the processed dataset the caller trains
+    on). Drivers that otherwise start their runs over (the noise harness, the warm start's
+    BPR run) pass their config through this, so a killed study continues where it stopped,
+    to the same result; anything else (another config, other data, a config.json written
+    before the hash was recorded) returns `cfg` unchanged.
+    """
+    workdir = pathlib.Path(cfg.out)
+    if (workdir / "results.json").exists() or not checkpoint.finished_steps(workdir / "checkpoints" / "latest"):
+        return cfg
+    try:
+        saved = json.loads((workdir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return cfg
+    if saved.get("dataset_summary", {}).get("source_hash") != source_hash or config_differences(cfg.to_dict(), saved):
+        return cfg
+    print(f"{workdir}: continuing its interrupted run", file=sys.stderr, flush=True)
+    return cfg.replace(resume=True)
 
 
 def _pid_alive(pid: int) -> bool:

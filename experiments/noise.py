@@ -21,8 +21,9 @@ For each seed the dataset's training split gets round(share * |train|) uniformly
 (user, item) pairs (`dvr_jax.noise.plant_random_pairs`, seeded by the seed; "replace"
 drops as many real pairs first). `--share 0` trains on the clean data as loaded (nothing
 planted, detection metrics skipped). Each method trains on it (`dvr_jax.loop`; a run whose
-`results.json` exists is reused) into `<out>/<method with ':' as '-'>-s<seed>/`, and every
-training pair is scored by each scorer (planted data only):
+`results.json` exists is reused; an interrupted one continues from its last checkpoint)
+into `<out>/<method with ':' as '-'>-s<seed>/`, and every training pair is scored by each
+scorer (planted data only):
 
   model_score  s_ui of the validation-selected backbone,
   neg_loss     mean over 20 seeded uniform negatives j of log sigmoid(s_ui - s_uj): the
@@ -68,7 +69,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from dvr_jax import noise
+from dvr_jax import noise, rundir
 from dvr_jax.checkpoint import CheckpointError
 from dvr_jax.config import (
     FIELDS,
@@ -247,14 +248,18 @@ def run_config(args: argparse.Namespace, method: str, seed: int, out: pathlib.Pa
 
 
 def train_or_reuse(cfg: RunConfig, dataset: Dataset, planting: dict[str, Any]) -> dict[str, Any]:
-    """Trains the run (unless `results.json` of the same config and planted data exists); its results dict."""
+    """Trains the run (unless `results.json` of the same config and planted data exists); its results dict.
+
+    An interrupted run of the same config and data in its folder is continued from its last
+    checkpoint (`rundir.continues_interrupted`); any other unfinished run there is started over.
+    """
     workdir = pathlib.Path(cfg.out)
     if (workdir / "results.json").exists():
         _check_reusable(cfg, workdir, planting)
         return json.loads((workdir / "results.json").read_text())
     from dvr_jax.loop import train_and_evaluate  # noqa: PLC0415  (JAX only when training)
 
-    results = train_and_evaluate(cfg, dataset=dataset)
+    results = train_and_evaluate(rundir.continues_interrupted(cfg, dataset.source_hash), dataset=dataset)
     write_json(workdir / "planting.json", planting)
     return results
 
@@ -722,7 +727,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; exit status 2 on bad input, 3 on a diverged run."""
+    """CLI entry point; exit status 2 on bad input, 3 on a diverged run, 130 on Ctrl-C."""
     args = parser().parse_args(argv)
     try:
         from dvr_jax.loop import TrainingDiverged  # noqa: PLC0415
@@ -735,6 +740,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, DataError, NoiseHarnessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # a RunInterrupted names the run and its last completed epoch
+        print(f"{err or 'interrupted'}; the same command continues the study", file=sys.stderr)
+        return 130
     return 0
 
 

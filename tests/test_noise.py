@@ -487,3 +487,42 @@ def test_noise_cli_clean_smoke(real_data_dir, tmp_path):
     assert stats["test/recall@20"]["seeds"] == [0, 1] and len(stats["test/recall@20"]["differences"]) == 2
     markdown = (out / "summary.md").read_text()
     assert "## Detection" not in markdown and "## Paired comparison" in markdown
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_an_interrupted_study_continues_each_run_to_the_same_result(real_data_dir, tmp_path, monkeypatch, capsys):
+    from dvr_jax import loop
+    from experiments.noise import main
+
+    def argv(out):
+        return ["--dataset", "ml-100k", "--data-dir", str(real_data_dir), "--methods", "bpr-continued", "--seeds", "0",
+                "--quick", "--epochs", "3", "--batch-size", "2048", "--out", str(out)]  # fmt: skip
+
+    def interrupt_in_epoch_2(of_warm_start: bool) -> None:  # after the checkpoint of epoch 1 (QUICK: every epoch)
+        monkeypatch.undo()
+        real = loop._train_epoch
+
+        def train_epoch(components, step_fn, state, keys, epoch, cfg, progress):
+            if epoch == 1 and ("pretrained" in cfg.out) == of_warm_start:
+                raise KeyboardInterrupt
+            return real(components, step_fn, state, keys, epoch, cfg, progress)
+
+        monkeypatch.setattr(loop, "_train_epoch", train_epoch)
+
+    assert main(argv(tmp_path / "whole")) == 0
+    out = tmp_path / "parts"
+    interrupt_in_epoch_2(of_warm_start=True)
+    assert main(argv(out)) == 130
+    assert "interrupted at epoch 1" in capsys.readouterr().err
+    interrupt_in_epoch_2(of_warm_start=False)  # the warm start goes on; the run warm-started from it stops
+    assert main(argv(out)) == 130
+    assert "continuing its interrupted run" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main(argv(out)) == 0
+    assert "continuing its interrupted run" in capsys.readouterr().err
+    for name in ("bpr-continued-s0", *(f"pretrained/{p.name}" for p in (out / "pretrained").iterdir())):
+        whole, parts = (json.loads((root / name / "results.json").read_text()) for root in (tmp_path / "whole", out))
+        assert parts["resumed"] and not whole.get("resumed")
+        assert parts["test"] == whole["test"] and parts["valid"] == whole["valid"]
+        assert parts["best_epoch"] == whole["best_epoch"]

@@ -252,3 +252,27 @@ def test_best_checkpoint_of_an_older_run_with_the_whole_state_still_restores(tmp
     for manager in (old, new):
         params = checkpoint.restore_backbone(manager, state, lambda s: s.params)
         assert jnp.array_equal(params["w"], jnp.arange(3.0))
+
+
+def test_only_an_interrupted_run_of_the_same_config_and_data_is_continued(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = RunConfig(dataset="lastfm", method="bpr", out=str(run_dir), overwrite=True)
+    saved = {**cfg.to_dict(), "dataset_summary": {"users": 3, "source_hash": "abc"}}
+    assert not rundir.continues_interrupted(cfg, "abc").resume  # nothing there
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    assert not rundir.continues_interrupted(cfg, "abc").resume  # no finished checkpoint
+    checkpoint.save(checkpoint.open_manager(run_dir / "checkpoints" / "latest"), 2, {"w": jnp.ones(3)}, {"epoch": 2})
+    resumed = rundir.continues_interrupted(cfg, "abc")
+    assert resumed.resume and resumed.replace(resume=False) == cfg
+    assert not rundir.continues_interrupted(cfg, "xyz").resume  # other data
+    assert not rundir.continues_interrupted(cfg.replace(learning_rate=0.01), "abc").resume  # another config
+    assert rundir.continues_interrupted(cfg.replace(progress=False), "abc").resume  # how to run never counts
+    del saved["dataset_summary"]["source_hash"]  # written before the hash was recorded: data unknown
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    assert not rundir.continues_interrupted(cfg, "abc").resume
+    (run_dir / "config.json").write_text("{")
+    assert not rundir.continues_interrupted(cfg, "abc").resume
+    (run_dir / "config.json").write_text(json.dumps({**saved, "dataset_summary": {"source_hash": "abc"}}))
+    (run_dir / "results.json").write_text("{}")
+    assert not rundir.continues_interrupted(cfg, "abc").resume  # finished: the caller reuses it
