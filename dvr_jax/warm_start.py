@@ -91,7 +91,9 @@ def warm_start(
     if cfg.warm_start == "auto" and not distributed.agree(lambda: int((source / "results.json").exists())):
         print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
         bpr = pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
-        bpr = rundir.continues_interrupted(bpr, dataset.source_hash)  # a killed warm start goes on
+        # A killed warm start goes on from its checkpoint; process 0 decides, as it does for the run itself.
+        if distributed.agree(lambda: int(rundir.continues_interrupted(bpr, dataset.source_hash).resume)):
+            bpr = bpr.replace(resume=True)
         try:
             results = train(bpr, dataset, report=False)
         except (ConfigError, DataError, checkpoint.CheckpointError, TrainingDiverged) as err:
