@@ -117,6 +117,36 @@ def remove_lowest(dataset: Dataset, scores, share: float, tag: str = "") -> tupl
     return kept, removed
 
 
+def drop_planted(dataset: Dataset, planted) -> Dataset:
+    """The training split without its planted rows: what a perfect detector of the noise keeps.
+
+    With "add" planting this is the clean training split; with "replace" it is the clean split
+    less the real pairs that were swapped out. Validation and test are untouched.
+
+    Args:
+      dataset: the planted dataset (`plant_random_pairs`).
+      planted: bool[P] its planted rows.
+
+    Returns:
+      The dataset with the real training rows only and a new `source_hash`.
+
+    Raises:
+      ValueError: labels that do not match the training rows, or a user left without training pairs.
+    """
+    planted = np.asarray(planted)
+    train = np.asarray(dataset.train).reshape(-1, 2)
+    if planted.dtype != bool or planted.shape != (len(train),):
+        raise ValueError(f"planted must be bool[{len(train)}], got {planted.dtype}{list(planted.shape)}")
+    kept = train[~planted]
+    lost = np.setdiff1d(np.unique(train[:, 0]), kept[:, 0])
+    if len(lost):
+        raise ValueError(f"dropping the planted pairs leaves {len(lost)} users without training pairs "
+                         f"(user index {int(lost[0])} first)")  # fmt: skip
+    text = f"{dataset.source_hash}|planted-dropped"
+    return dataclasses.replace(dataset, train=kept.astype(np.int32),
+                               source_hash=hashlib.sha256(text.encode()).hexdigest())  # fmt: skip
+
+
 def _check_args(share: float, mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

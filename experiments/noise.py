@@ -11,6 +11,9 @@ Methods (the name fixes the warm start; there is no --warm-start flag):
   dvr-<reward>         DVR warm-started the same way (warm_start "auto"), e.g. dvr-loss.
   dvr-<reward>:scratch DVR from scratch (warm_start "none").
   tce, rce, ...        another baseline, from scratch.
+  bpr-oracle           the perfect detector: bpr-continued's run (same warm start, same budget) on
+                       the training pairs less exactly the planted ones (`dvr_jax.noise.drop_planted`),
+                       the head room of any method that finds the noise; planted data only.
 
 All warm-started methods of one seed share one BPR checkpoint, under `<out>/pretrained/`.
 When `bpr` is among the methods and its config is that of the warm start's BPR run (no
@@ -91,6 +94,7 @@ VALID_METRICS = ("recall@20",)
 PAIRED_METRICS = (("test", "recall@20"), ("test", "ndcg@20"), ("valid", "recall@20"))
 LOG_KEYS = ("spearman_influence", "advantage", "selected", "zero_fraction", "tied_fraction")
 SCRATCH = "scratch"  # the suffix of dvr-<reward>:scratch
+ORACLE = "bpr-oracle"  # the perfect detector
 DVR_SCORERS = {"dvr_value": "value", "dvr_prob": "prob", "influence": "influence"}
 N_NEGATIVES = 20
 SCORE_CHUNK = 8192  # pairs per jitted scoring call (x 20 negatives)
@@ -173,11 +177,11 @@ def method_fields(method: str) -> dict[str, str]:
         if reward not in REWARDS:
             raise ConfigError(f"unknown DVR reward in {method!r}; known: {', '.join(REWARDS)}")
         return {"method": "dvr", "reward": reward, "warm_start": "none" if colon else "auto"}
-    if name == "bpr-continued":
+    if name in ("bpr-continued", ORACLE):  # the oracle's warm start is made concrete in `oracle_run`
         return {"method": "bpr", "warm_start": "auto"}
     if name in METHODS and name not in ("dvr", "pop"):
         return {"method": name, "warm_start": "none"}
-    raise ConfigError(f"unknown method {method!r}: use bpr, bpr-continued, dvr-<reward>[:{SCRATCH}] "
+    raise ConfigError(f"unknown method {method!r}: use bpr, bpr-continued, {ORACLE}, dvr-<reward>[:{SCRATCH}] "
                       f"or one of {', '.join(METHODS[2:])}")  # fmt: skip
 
 
@@ -262,6 +266,23 @@ def train_or_reuse(cfg: RunConfig, dataset: Dataset, planting: dict[str, Any]) -
     results = train_and_evaluate(rundir.continues_interrupted(cfg, dataset.source_hash), dataset=dataset)
     write_json(workdir / "planting.json", planting)
     return results
+
+
+def oracle_run(cfg: RunConfig, dataset: Dataset, planted: np.ndarray) -> tuple[RunConfig, Dataset]:
+    """The perfect detector's (config, training data): bpr-continued's warm start, made a concrete
+    path, and the planted dataset less its planted rows.
+
+    The warm start is the BPR run that `warm_start="auto"` trains on the planted data (the one
+    bpr-continued and DVR start from); it is trained here first when no other method has yet.
+    """
+    from dvr_jax import warm_start  # noqa: PLC0415  (JAX only when training)
+    from dvr_jax.loop import train_and_evaluate  # noqa: PLC0415
+
+    source = warm_start.pretrained_dir(cfg, dataset)
+    if not (source / "results.json").exists():
+        bpr = warm_start.pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
+        train_and_evaluate(rundir.continues_interrupted(bpr, dataset.source_hash), dataset=dataset, report=False)
+    return cfg.replace(warm_start=str(source)), noise.drop_planted(dataset, planted)
 
 
 def share_bpr_run(bpr: RunConfig, warm: RunConfig, dataset: Dataset, planting: dict[str, Any]) -> bool:
@@ -679,6 +700,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], str | None]:
     methods = list(dict.fromkeys(args.methods))
     for method in methods:
         method_fields(method)
+    if ORACLE in methods and args.share == 0:
+        raise ConfigError(f"{ORACLE} drops the planted pairs: it needs --share above 0")
     parse_extra(args.extra)
     if args.reference is not None and args.reference not in methods:
         raise ConfigError(f"--reference {args.reference!r} is not among --methods")
@@ -701,8 +724,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for method in methods:
             if "bpr" in methods and warm is not None:
                 share_bpr_run(run_config(args, "bpr", seed, out), run_config(args, warm, seed, out), dataset, planting)
-            cfg = run_config(args, method, seed, out)
-            results = train_or_reuse(cfg, dataset, planting)
+            cfg, data = run_config(args, method, seed, out), dataset
+            if method == ORACLE:
+                cfg, data = oracle_run(cfg, dataset, planted)
+            results = train_or_reuse(cfg, data, planting)  # scored below on all rows, the planted ones too
             records.append(score_run(cfg, method, dataset, planted, results))
     summary = summarize(records)
     paired = paired_summary(records, reference)

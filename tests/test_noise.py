@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from dvr_jax.data.dataset import Dataset
-from dvr_jax.noise import average_precision, paired_comparison, plant_random_pairs, roc_auc, within_user_rank
+from dvr_jax.noise import (
+    average_precision,
+    drop_planted,
+    paired_comparison,
+    plant_random_pairs,
+    roc_auc,
+    within_user_rank,
+)
 
 
 def _pairs(rng, n_users, n_items, per_user):
@@ -74,6 +81,27 @@ def test_replace_keeps_every_user_at_the_maximum_share():
     np.testing.assert_array_equal(np.sort(new.train[~planted, 0]), np.arange(clean.n_users))  # one real pair each
     with pytest.raises(ValueError, match="cannot replace"):
         plant_random_pairs(clean, (n_removable + 1) / len(clean.train), seed=0, mode="replace")
+
+
+@pytest.mark.parametrize("mode", ["add", "replace"])
+def test_drop_planted_keeps_exactly_the_real_pairs(mode):
+    clean = tiny_dataset()
+    noisy, planted = plant_random_pairs(clean, 0.3, seed=2, mode=mode)
+    kept = drop_planted(noisy, planted)
+    np.testing.assert_array_equal(kept.train, noisy.train[~planted])
+    if mode == "add":  # the clean split itself
+        np.testing.assert_array_equal(kept.train, clean.train)
+    else:  # the clean split less the pairs swapped out
+        assert len(kept.train) == len(clean.train) - planted.sum()
+        assert np.isin(_codes(kept.train, clean.n_items), _codes(clean.train, clean.n_items)).all()
+    assert kept.source_hash not in (noisy.source_hash, clean.source_hash)
+    np.testing.assert_array_equal(kept.test, clean.test)
+    with pytest.raises(ValueError, match="bool"):
+        drop_planted(noisy, planted[1:])
+    lonely = np.zeros(len(noisy.train), bool)
+    lonely[noisy.train[:, 0] == 0] = True  # every pair of user 0
+    with pytest.raises(ValueError, match="user index 0"):
+        drop_planted(noisy, lonely)
 
 
 def test_source_hash_deterministic_per_seed():
@@ -337,6 +365,7 @@ def test_cli_options_parse():
         (["--warm-start", "none"], "method name"), (["--share", "1.0"], "share"), (["--share", "-0.1"], "share"),
         (["--methods", "bpr", "dvr-loss", "--reference", "bpr-continued"], "reference"),
         (["--methods", "dvr-loss:warm"], "suffix"),
+        (["--methods", "bpr-oracle", "--share", "0"], "bpr-oracle"),
     ],
 )  # fmt: skip
 def test_bad_flags_fail_before_loading_data(argv, message, capsys):
@@ -487,6 +516,27 @@ def test_noise_cli_clean_smoke(real_data_dir, tmp_path):
     assert stats["test/recall@20"]["seeds"] == [0, 1] and len(stats["test/recall@20"]["differences"]) == 2
     markdown = (out / "summary.md").read_text()
     assert "## Detection" not in markdown and "## Paired comparison" in markdown
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_the_perfect_detector_continues_the_noisy_warm_start_without_the_planted_pairs(real_data_dir, tmp_path):
+    from experiments.noise import main
+
+    out = tmp_path / "oracle"
+    argv = ["--dataset", "ml-100k", "--data-dir", str(real_data_dir), "--share", "0.1", "--mode", "replace",
+            "--methods", "bpr-oracle", "--seeds", "0", "--quick", "--epochs", "1", "--batch-size", "2048",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    (warm,) = (out / "pretrained").iterdir()  # trained for it: no other method needed that warm start
+    oracle = out / "bpr-oracle-s0"
+    assert json.loads((oracle / "config.json").read_text())["warm_start"] == str(warm)
+    trained = json.loads((oracle / "results.json").read_text())["dataset_summary"]["train"]
+    noisy = json.loads((warm / "results.json").read_text())["dataset_summary"]["train"]
+    record = json.loads((oracle / "noise.json").read_text())
+    assert trained == noisy - record["planted"] and record["planted"] == round(0.1 * noisy)
+    assert 0.0 <= record["scorers"]["model_score"]["auc"] <= 1.0  # scored on every row, the planted ones too
+    assert main(argv) == 0  # reused, not trained again
 
 
 @pytest.mark.realdata
