@@ -536,7 +536,9 @@ def test_the_perfect_detector_continues_the_noisy_warm_start_without_the_planted
     record = json.loads((oracle / "noise.json").read_text())
     assert trained == noisy - record["planted"] and record["planted"] == round(0.1 * noisy)
     assert 0.0 <= record["scorers"]["model_score"]["auc"] <= 1.0  # scored on every row, the planted ones too
-    assert main(argv) == 0  # reused, not trained again
+    finished = [(run / "results.json").stat().st_mtime_ns for run in (warm, oracle)]
+    assert main(argv) == 0
+    assert [(run / "results.json").stat().st_mtime_ns for run in (warm, oracle)] == finished  # reused, not retrained
 
 
 @pytest.mark.realdata
