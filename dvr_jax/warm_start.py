@@ -69,16 +69,42 @@ def pretrained_dir(cfg: RunConfig, dataset: Dataset | None = None) -> pathlib.Pa
     return root / "pretrained" / f"{rundir.dataset_label(cfg.dataset)}-{cfg.backbone}-s{cfg.seed}-{digest}"
 
 
+def ensure_pretrained(cfg: RunConfig, dataset: Dataset, *, train: Callable[..., dict]) -> tuple[pathlib.Path, float]:
+    """(`pretrained_dir` of `cfg` on `dataset`, seconds spent training there): the BPR run that
+    `warm_start="auto"` starts from, trained first (or, when killed, continued from its
+    checkpoint) unless it has finished; 0 seconds when it was reused.
+
+    One line on stderr before and after training; errors of that run say that they come from
+    the warm start. Over several processes, process 0 looks and tells the others.
+    """
+    source = pretrained_dir(cfg, dataset)
+    if distributed.agree(lambda: int((source / "results.json").exists())):
+        return source, 0.0
+    started = time.time()
+    print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
+    bpr = pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
+    # A killed warm start goes on from its checkpoint; process 0 decides, as it does for the run itself.
+    if distributed.agree(lambda: int(rundir.continues_interrupted(bpr, dataset.source_hash).resume)):
+        bpr = bpr.replace(resume=True)
+    try:
+        results = train(bpr, dataset, report=False)
+    except (ConfigError, DataError, checkpoint.CheckpointError, TrainingDiverged) as err:
+        raise type(err)(f"warm start (BPR run into {source}): {err}") from err
+    seconds = time.time() - started
+    print(f"warm start: BPR best epoch {results['best_epoch']}, valid {cfg.select_metric} "
+          f"{results['valid'][cfg.select_metric]:.4f} ({seconds:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
+    return source, seconds
+
+
 def warm_start(
     cfg: RunConfig, backbone: Backbone, dataset: Dataset, *, train: Callable[..., dict], mesh: Mesh | None = None
 ) -> tuple[Any, float]:
     """The warm-start stage: (backbone params of a validation-selected BPR checkpoint or None,
     seconds spent training that BPR run here, 0 when it was reused or there is none).
 
-    `warm_start="auto"` trains that BPR run into `pretrained_dir` unless it exists (one
-    line on stderr before and after, not the run's own report); errors of that run say
-    that they come from the warm start. The BPR run trains on `dataset` itself, so a
-    dataset passed in by the caller (one with planted pairs, say) is the one it sees.
+    `warm_start="auto"` trains that BPR run into `pretrained_dir` unless it exists
+    (`ensure_pretrained`; not the run's own report). The BPR run trains on `dataset` itself,
+    so a dataset passed in by the caller (one with planted pairs, say) is the one it sees.
     The params are read in `backbone`'s layout (`pretrained_params`): with tables split over
     the `mesh`'s "model" axis, into their shards, else replicated on `mesh`; over several
     processes, process 0 looks for the BPR run and tells the others what it found.
@@ -86,21 +112,10 @@ def warm_start(
     """
     if cfg.warm_start == "none":
         return None, 0.0
-    source = pretrained_dir(cfg, dataset) if cfg.warm_start == "auto" else pathlib.Path(cfg.warm_start)
-    started, seconds = time.time(), 0.0
-    if cfg.warm_start == "auto" and not distributed.agree(lambda: int((source / "results.json").exists())):
-        print(f"warm start: training BPR into {source}", file=sys.stderr, flush=True)
-        bpr = pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
-        # A killed warm start goes on from its checkpoint; process 0 decides, as it does for the run itself.
-        if distributed.agree(lambda: int(rundir.continues_interrupted(bpr, dataset.source_hash).resume)):
-            bpr = bpr.replace(resume=True)
-        try:
-            results = train(bpr, dataset, report=False)
-        except (ConfigError, DataError, checkpoint.CheckpointError, TrainingDiverged) as err:
-            raise type(err)(f"warm start (BPR run into {source}): {err}") from err
-        seconds = time.time() - started
-        print(f"warm start: BPR best epoch {results['best_epoch']}, valid {cfg.select_metric} "
-              f"{results['valid'][cfg.select_metric]:.4f} ({seconds:.1f}s)", file=sys.stderr, flush=True)  # fmt: skip
+    if cfg.warm_start == "auto":
+        source, seconds = ensure_pretrained(cfg, dataset, train=train)
+    else:
+        source, seconds = pathlib.Path(cfg.warm_start), 0.0
     if not distributed.agree(lambda: int((source / "checkpoints" / "best").is_dir())):
         raise checkpoint.CheckpointError(f"--warm-start: no BPR checkpoint in {source / 'checkpoints' / 'best'}")
     return pretrained_params(source, backbone, dataset, mesh), seconds

@@ -278,10 +278,7 @@ def oracle_run(cfg: RunConfig, dataset: Dataset, planted: np.ndarray) -> tuple[R
     from dvr_jax import warm_start  # noqa: PLC0415  (JAX only when training)
     from dvr_jax.loop import train_and_evaluate  # noqa: PLC0415
 
-    source = warm_start.pretrained_dir(cfg, dataset)
-    if not (source / "results.json").exists():
-        bpr = warm_start.pretrain_config(cfg, len(dataset.train)).replace(out=str(source))
-        train_and_evaluate(rundir.continues_interrupted(bpr, dataset.source_hash), dataset=dataset, report=False)
+    source, _ = warm_start.ensure_pretrained(cfg, dataset, train=train_and_evaluate)
     return cfg.replace(warm_start=str(source)), noise.drop_planted(dataset, planted)
 
 
