@@ -92,7 +92,9 @@ def saved_shapes(manager: ocp.CheckpointManager, step: int | None = None) -> Any
         raise CheckpointError(f"no checkpoint found in {manager.directory}")
     path = pathlib.Path(manager.directory) / str(step) / "state"
     try:
-        tree = ocp.StandardCheckpointer().metadata(path).item_metadata.tree
+        # The handler reads the item's own `_METADATA`; the checkpointer would also look for a
+        # step-level `_CHECKPOINT_METADATA` inside the item folder and warn that it is missing.
+        tree = ocp.StandardCheckpointHandler().metadata(path).tree
     except Exception as err:  # orbax raises many types for damaged files
         raise CheckpointError(f"checkpoint {manager.directory}/{step} is unreadable: {type(err).__name__}") from err
     return jax.tree.map(lambda leaf: tuple(leaf.shape), tree, is_leaf=lambda leaf: hasattr(leaf, "shape"))
