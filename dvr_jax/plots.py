@@ -317,7 +317,7 @@ def draw_panels(panels: Sequence[Panel], title: str = "", dpi: int = 100) -> Any
         ax.set(title=panel.title, xlabel="epoch", ylabel=panel.ylabel)
         ax.grid(alpha=0.3)
         if len(panel.series) > 1 or panel.best_epoch is not None:
-            ax.legend(fontsize="small")
+            ax.legend(loc="best", fontsize="small")  # explicit: the default logs a warning when placing takes > 1 s
     if title:
         fig.suptitle(title)
     return fig
@@ -400,7 +400,7 @@ def write_value_histogram(values, path: str | pathlib.Path, planted=None, title:
             if len(chosen):
                 ax.hist(chosen, bins=edges, density=True, alpha=0.55, color=color, label=f"{label} ({len(chosen)})")
         ax.set_ylabel("density")
-        ax.legend(fontsize="small")
+        ax.legend(loc="best", fontsize="small")  # explicit: the default logs a warning when placing takes > 1 s
     ax.set(title=title or "data values", xlabel="mean data value of a training pair")
     ax.grid(alpha=0.3)
     return save_png(fig, path, dpi)
