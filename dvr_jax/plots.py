@@ -30,6 +30,8 @@ DEFAULT_METRICS = ("recall@20", "ndcg@20")
 # Width and height of one panel in inches; the figure is COLUMNS panels wide.
 PANEL_INCHES = (6.0, 3.5)
 COLUMNS = 2
+# "best" asked for explicitly: left as the default, matplotlib logs a warning whenever placing takes > 1 s
+LEGEND = {"loc": "best", "fontsize": "small"}
 PLOTS_DIR = "plots"
 CURVES_FILE = "curves.png"
 
@@ -317,7 +319,7 @@ def draw_panels(panels: Sequence[Panel], title: str = "", dpi: int = 100) -> Any
         ax.set(title=panel.title, xlabel="epoch", ylabel=panel.ylabel)
         ax.grid(alpha=0.3)
         if len(panel.series) > 1 or panel.best_epoch is not None:
-            ax.legend(loc="best", fontsize="small")  # explicit: the default logs a warning when placing takes > 1 s
+            ax.legend(**LEGEND)
     if title:
         fig.suptitle(title)
     return fig
@@ -400,7 +402,7 @@ def write_value_histogram(values, path: str | pathlib.Path, planted=None, title:
             if len(chosen):
                 ax.hist(chosen, bins=edges, density=True, alpha=0.55, color=color, label=f"{label} ({len(chosen)})")
         ax.set_ylabel("density")
-        ax.legend(loc="best", fontsize="small")  # explicit: the default logs a warning when placing takes > 1 s
+        ax.legend(**LEGEND)
     ax.set(title=title or "data values", xlabel="mean data value of a training pair")
     ax.grid(alpha=0.3)
     return save_png(fig, path, dpi)
