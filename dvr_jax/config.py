@@ -43,6 +43,7 @@ Reward = Literal["loss", "recall", "ndcg", "cc", "ild", "gini"]
 REWARDS: tuple[str, ...] = typing.get_args(Reward)
 # RunConfig's flag groups, in `--help` order; then one per options class
 GROUPS = ("run", "data", "training", "processes")
+WEIGHT_DECAY_BACKBONES = ("mf", "neumf")  # the backbones whose optimizer adds a coupled L2 (`weight_decay`)
 BOUNDS = {"min": (operator.ge, ">="), "gt": (operator.gt, ">"), "max": (operator.le, "<="), "lt": (operator.lt, "<")}
 
 
@@ -121,6 +122,10 @@ class RunConfig:
         "training", None, "triplets per step", min=1, default_text="5000, or 1000 for DVR-Loss"
     )
     learning_rate: float = _field("training", 1e-3, "Adam step size of the recommender", gt=0)
+    weight_decay: float | None = _field(
+        "training", None, "coupled L2 weight decay of the recommender (mf, neumf); the warm start keeps the "
+        "backbone's", min=0, default_text="the backbone's: 1e-3 for mf and neumf"
+    )  # fmt: skip
     reduction: Literal["sum", "mean"] = _field("training", "sum", "reduction of the batch's BPR losses")
     embedding_dim: int = _field("training", 64, "embedding width D", min=1)
     valid_interval: int = _field("training", 10, "validate every N epochs", min=1)
@@ -210,6 +215,9 @@ class RunConfig:
 
         if self.backbone not in BACKBONES:
             raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+        if self.weight_decay is not None and self.backbone not in WEIGHT_DECAY_BACKBONES:
+            raise ConfigError(f"weight_decay applies to the backbones {', '.join(WEIGHT_DECAY_BACKBONES)}; "
+                              f"{self.backbone} has its own batch L2 and no weight decay")  # fmt: skip
         match = re.fullmatch(r"[a-z_]+@(\d+)", self.select_metric)
         if not match or int(match.group(1)) not in self.ks:
             raise ConfigError(f"select_metric must be <metric>@K with K in ks {self.ks}, got {self.select_metric!r}")

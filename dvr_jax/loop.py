@@ -106,8 +106,9 @@ def _build(cfg: RunConfig, full_dataset: Dataset) -> Components:
     if entry.make_backbone is not None:
         backbone = entry.make_backbone(cfg, dataset)
     else:
-        padding = {"row_multiple": cfg.model_shards} if cfg.model_shards > 1 else {}  # tables split over "model"
-        backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim, **padding)
+        extra = {"row_multiple": cfg.model_shards} if cfg.model_shards > 1 else {}  # tables split over "model"
+        extra |= {"weight_decay": cfg.weight_decay} if cfg.weight_decay is not None else {}
+        backbone = make_backbone(cfg.backbone, dataset.n_users, dataset.n_items, dim=cfg.embedding_dim, **extra)
     if entry.trains and train_arrays.n_pairs < cfg.batch_size:
         raise ConfigError(f"batch size {cfg.batch_size} exceeds the {train_arrays.n_pairs} training pairs")
     mesh = data_mesh(cfg) if entry.trains else None

@@ -34,7 +34,8 @@ _DEFAULT_REWARD = {field.name: field.default for field in dataclasses.fields(Run
 
 
 def pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
-    """The warm start's BPR run: BPR's own batch size (capped at `n_pairs`), not the caller's.
+    """The warm start's BPR run: BPR's own batch size (capped at `n_pairs`) and the backbone's own
+    weight decay, not the caller's.
 
     It is always an honest run (validation-selected), also under a leaky `select_split`, and
     carries the default reward (BPR reads none), so its config is that of a plain BPR run of the
@@ -43,9 +44,9 @@ def pretrain_config(cfg: RunConfig, n_pairs: int | None = None) -> RunConfig:
     DVR-Loss and DVR-Recall of one seed then share one BPR checkpoint although their batch
     sizes differ; on data with fewer training pairs than BPR's batch, the batch is all pairs.
     """
-    bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, resume=False, overwrite=True,
-                      export=False, epochs=cfg.pretrain_epochs or cfg.epochs, select_split="valid",
-                      reward=_DEFAULT_REWARD)  # fmt: skip
+    bpr = cfg.replace(method="bpr", warm_start="none", batch_size=None, weight_decay=None, resume=False,
+                      overwrite=True, export=False, epochs=cfg.pretrain_epochs or cfg.epochs,
+                      select_split="valid", reward=_DEFAULT_REWARD)  # fmt: skip
     if n_pairs is not None and bpr.batch_size > n_pairs:
         multiple = (cfg.devices or jax.local_device_count()) * jax.process_count()  # still divides over the mesh
         bpr = bpr.replace(batch_size=max(multiple, n_pairs - n_pairs % multiple))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -68,3 +69,34 @@ def test_pretrain_batch_is_bprs_own_capped_at_the_training_pairs(tmp_path):
     assert warm_start.pretrain_config(cfg).batch_size == 5000  # ... the warm start keeps BPR's
     assert warm_start.pretrain_config(cfg, n_pairs=700).batch_size == 700
     assert warm_start.pretrain_config(cfg).reward == "recall"  # the default: a plain BPR run's config
+
+
+def _tiny_bpr_config(tmp_path, name: str, **changes) -> RunConfig:
+    base = dict(dataset="tiny", method="bpr", epochs=2, batch_size=32, valid_interval=1, patience=None,
+                out=str(tmp_path / name), progress=False, eval_chunk=16)  # fmt: skip
+    return make_config(**{**base, **changes})
+
+
+def test_weight_decay_is_the_runs_and_the_warm_start_keeps_the_backbones(tmp_path):
+    cfg = _tiny_bpr_config(tmp_path, "bpr-continued", warm_start="auto", weight_decay=2e-4)
+    assert warm_start.pretrain_config(cfg).weight_decay is None  # the warm start is a plain BPR run ...
+    assert warm_start.pretrained_dir(cfg) == warm_start.pretrained_dir(cfg.replace(weight_decay=None))  # ... shared
+    dataset = tiny_dataset(np.random.default_rng(0))
+    assert loop.build(cfg, dataset).backbone.weight_decay == 2e-4
+    (pretrained,) = (tmp_path / "pretrained").iterdir()
+    assert "weight_decay" in (saved := json.loads((pretrained / "config.json").read_text()))
+    assert saved["weight_decay"] is None
+
+
+def test_weight_decay_changes_training_and_its_default_is_the_backbones(tmp_path):
+    dataset = tiny_dataset(np.random.default_rng(0))
+
+    def valid_recall(name, **changes):
+        cfg = _tiny_bpr_config(tmp_path, name, **changes)
+        return loop.train_and_evaluate(cfg, dataset, report=False)["valid"]["recall@20"]
+
+    default = valid_recall("default")
+    assert valid_recall("explicit", weight_decay=1e-3) == default  # mf's own, bit for bit
+    assert valid_recall("heavy", weight_decay=10.0) != default
+    with pytest.raises(ConfigError, match="weight_decay applies to the backbones mf, neumf; lightgcn"):
+        _tiny_bpr_config(tmp_path, "lightgcn", backbone="lightgcn", weight_decay=1e-4)
