@@ -326,6 +326,22 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def format_pvalue(value: float | None) -> str:
+    """A p-value of `paired_comparison` for a table: three decimals, "< 0.001" below, "–" when undefined."""
+    if value is None:
+        return "–"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def format_paired(stats: dict | None) -> str:
+    """A `paired_comparison` of fractions as one table cell: the mean difference in points and its
+    (t-test p, Wilcoxon p), e.g. "+0.51 (0.013, 0.250)"; "–" for no comparison."""
+    if stats is None:
+        return "–"
+    p_values = f"{format_pvalue(stats['t_pvalue'])}, {format_pvalue(stats['wilcoxon_pvalue'])}"
+    return f"{100 * stats['mean_difference']:+.2f} ({p_values})"
+
+
 def paired_comparison(values, reference) -> dict:
     """Paired statistics of `values - reference` (one entry per seed, aligned).
 

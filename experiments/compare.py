@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from dvr_jax.config import ConfigError
+from dvr_jax.noise import format_paired
 from experiments import noise
 
 METRICS = noise.PAIRED_METRICS
@@ -97,10 +98,6 @@ def leaky(runs: dict[int, dict[str, Any]]) -> list[str]:
     return sorted({ingredient for cell in runs.values() for ingredient in cell["results"].get("leaky") or []})
 
 
-def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def table(rows: dict[str, dict[str, Any]], reference: str, reference_leaky: Sequence[str] = ()) -> str:
     """The markdown table of `compare` results, in points (%); leaky run sets are named so."""
     header = ["run", "seeds"] + [f"{s} {m}" for s, m in METRICS] + [f"Δ {s} {m} (t p, W p)" for s, m in METRICS]
@@ -111,8 +108,7 @@ def table(rows: dict[str, dict[str, Any]], reference: str, reference_leaky: Sequ
         cells = [noise.leaky_name(name, row["leaky"]), " ".join(str(s) for s in row["seeds"])]
         stats = [row["metrics"][f"{s}/{m}"] for s, m in METRICS]
         cells += [f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}" for st in stats]
-        cells += [f"{100 * st['mean_difference']:+.2f} ({_p(st['t_pvalue'])}, {_p(st['wilcoxon_pvalue'])})"
-                  .replace("-", "−") for st in stats]  # fmt: skip
+        cells += [format_paired(st).replace("-", "−") for st in stats]
         lines.append("| " + " | ".join(cells) + " |")
     leaks = {name: row["leaky"] for name, row in rows.items() if row["leaky"]}
     if reference_leaky:

@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from dvr_jax.noise import paired_comparison
+from dvr_jax.noise import format_paired, paired_comparison
 from dvr_jax.progress import GridProgress
 from experiments import run
 
@@ -44,16 +44,6 @@ BUDGETS = {
 
 def _cell(values: list[float]) -> str:
     return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
-
-
-def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def _paired_cell(stats: dict | None) -> str:
-    if stats is None:
-        return "–"
-    return f"{100 * stats['mean_difference']:+.2f} ({_p(stats['t_pvalue'])}, {_p(stats['wilcoxon_pvalue'])})"
 
 
 def paired_rows(cells: dict, metrics: list[str], reference: str) -> dict:
@@ -119,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for (dataset, backbone, name), runs in cells.items():
         means = [_cell([r[m] for r in runs.values()]) for m in args.metrics]
-        deltas = [_paired_cell(paired[(dataset, backbone, name)][m]) for m in args.metrics]
+        deltas = [format_paired(paired[(dataset, backbone, name)][m]) for m in args.metrics]
         rows.append(f"| {dataset} | {backbone} | {name} | " + " | ".join(means + deltas) + " |")
     command = "python experiments/tables.py " + " ".join(sys.argv[1:] if argv is None else argv)
     table = "\n".join([header, rule, *rows])

@@ -12,6 +12,8 @@ from dvr_jax.data.dataset import Dataset
 from dvr_jax.noise import (
     average_precision,
     drop_planted,
+    format_paired,
+    format_pvalue,
     paired_comparison,
     plant_random_pairs,
     roc_auc,
@@ -237,6 +239,15 @@ def test_paired_comparison_hand_computed():
     negative = paired_comparison([0.5, 0.0, 0.25], [1.5, 2.0, 3.25])  # sign flips, p-values do not
     assert negative["t_statistic"] == pytest.approx(-2 * np.sqrt(3)) and negative["mean_difference"] == -2.0
     assert negative["t_pvalue"] == pytest.approx(out["t_pvalue"]) and negative["wilcoxon_pvalue"] == 0.25
+
+
+def test_paired_cells_show_points_and_small_p_values_as_below_a_thousandth():
+    # differences 0.01, 0.02, 0.03 (fractions): +2.00 points, t p = 1 - sqrt(12/14) = 0.0742, W p = 0.25
+    assert format_paired(paired_comparison([0.02, 0.03, 0.04], [0.01, 0.01, 0.01])) == "+2.00 (0.074, 0.250)"
+    assert format_paired(None) == "–" and format_pvalue(None) == "–"
+    assert format_pvalue(0.0009) == "< 0.001" and format_pvalue(0.001) == "0.001" and format_pvalue(0.0314) == "0.031"
+    one_seed = format_paired(paired_comparison([0.1], [0.3]))  # no t-test with one seed
+    assert one_seed == "-20.00 (–, 1.000)"
 
 
 @pytest.mark.parametrize(
