@@ -160,7 +160,7 @@ def _paired_cell(rows: list[dict[str, Any]], scorer: str, share: float) -> str:
     if not cell:
         return "–"
     stats = noise.paired_comparison([r["test_recall@20"] for r in cell], [base[r["seed"]] for r in cell])
-    p = "–" if stats["t_pvalue"] is None else f"{stats['t_pvalue']:.2f}"
+    p = noise.format_pvalue(stats["t_pvalue"])
     planted = np.mean([r["planted_removed"] / r["removed"] for r in cell])
     return f"{100 * stats['mean_difference']:+.2f} ({p}); {100 * planted:.0f} %"
 

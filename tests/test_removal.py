@@ -62,7 +62,7 @@ def test_removal_summary_pairs_each_share_with_the_seeds_0_percent_run():
             row("random", 0.1, 0, 0.31, 1, 4), row("random", 0.1, 1, 0.43, 2, 4)]  # fmt: skip
     markdown = summary_markdown(rows, ["random"], [0.0, 0.1])
     # differences +1 and +3 points: mean +2, t = 2 / (sqrt(2) / sqrt(2)) = 2 on 1 df, p = 0.295; planted 1/4, 2/4
-    assert "| random (Δ test Recall@20 (p); planted among removed) | – | +2.00 (0.30); 38 % |" in markdown
+    assert "| random (Δ test Recall@20 (p); planted among removed) | – | +2.00 (0.295); 38 % |" in markdown
     assert "| random (test Recall@20) | 35.00 ± 5.00 | 37.00 ± 6.00 |" in markdown
 
 
