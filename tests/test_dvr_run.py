@@ -86,3 +86,25 @@ def test_warm_start_trains_and_reuses_a_bpr_checkpoint(real_data_dir, tmp_path):
     assert (pretrained_run / "results.json").stat().st_mtime == stamp  # reused, not retrained
     train_and_evaluate(dataclasses.replace(cfg, out=str(tmp_path / "dvr3"), split_seed=7))
     assert len(list((tmp_path / "pretrained").iterdir())) == 2  # another split never reuses it
+
+
+@pytest.mark.slow
+def test_influence_is_a_diagnostic_that_leaves_training_unchanged(real_data_dir, tmp_path):
+    """`influence=False` only drops the ground-truth column: the same seed trains the same models."""
+    runs = {}
+    for flag in (True, False):
+        out = tmp_path / f"influence-{flag}"
+        results = train_and_evaluate(_config(real_data_dir, out, epochs=2, reward="loss", estimator="ema",
+                                             reward_interval=5, influence=flag))  # fmt: skip
+        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        pairs = np.load(out / "pair_values.npz")
+        runs[flag] = (results, log, pairs)
+    (on, log_on, pairs_on), (off, log_off, pairs_off) = runs[True], runs[False]
+    for key in ("loss", "reward", "selected", "mean_prob"):
+        np.testing.assert_allclose([r[key] for r in log_off], [r[key] for r in log_on], rtol=1e-6)
+    for split in ("valid", "test"):
+        np.testing.assert_allclose([off[split][k] for k in sorted(off[split])],
+                                   [on[split][k] for k in sorted(on[split])], rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(pairs_off["value"], pairs_on["value"], rtol=1e-5, atol=1e-7)
+    assert np.any(pairs_on["influence"][pairs_on["visits"] > 0] != 0.0)
+    assert np.all(pairs_off["influence"][pairs_off["visits"] > 0] == 0.0)
